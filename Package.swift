@@ -1,0 +1,50 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Our own targets build with every warning treated as an error.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let package = Package(
+    name: "bootmedium",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "BootMedium", targets: ["BootMedium"]),
+        .executable(name: "bootmedium", targets: ["bootmedium"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CIsofs", path: "Sources/CIsofs", pkgConfig: "libisofs-1",
+            providers: [.apt(["libisofs-dev"])]),
+        .systemLibrary(
+            name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(
+            name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid",
+            providers: [.apt(["libblkid-dev"])]),
+        .target(
+            name: "BootMedium",
+            dependencies: [
+                "CIsofs", "CArchive", "CBlkid",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bootmedium",
+            dependencies: [
+                "BootMedium",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "BootMediumTests",
+            dependencies: ["BootMedium", "bootmedium"],
+            resources: [.copy("Golden")],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,139 @@
+import Foundation
+
+/// What a request delivered.
+public enum DeliveredMedium: Equatable, Sendable {
+    /// Written to this path (file and publish destinations).
+    case path(String)
+    /// Node config text, inline.
+    case text(String)
+    /// An image, base64-encoded, inline.
+    case base64(String)
+    /// Written to the descriptor given in the request: this many bytes.
+    case streamed(Int)
+}
+
+/// The library entry point: `GetBootMedium` as one async call.
+///
+/// Long work (tree reading, image assembly, file I/O, lock waits) runs on Dispatch's threads,
+/// not Swift's cooperative pool, and stops when the calling task is cancelled, leaving nothing
+/// behind. A renewed node key is generated under a per-node lock and saved through the
+/// ``NodeSource`` only after the medium was delivered; if saving fails, a delivered file is
+/// removed again and the error reported.
+public struct BootMediumService: Sendable {
+    /// The planner (root, node source, clock).
+    public let planner: Planner
+
+    /// Creates a service over a PLC root and a node source.
+    public init(root: PLCRoot, nodes: any NodeSource, clock: BuildClock) {
+        planner = Planner(root: root, nodes: nodes, clock: clock)
+    }
+
+    /// `GetBootMedium(auth, node_id_or_hostname, action, filename, options)`: an empty
+    /// `filename` returns the medium inline, otherwise it is a template and the path written
+    /// is returned.
+    public func getBootMedium(
+        caller: Caller, node: String?, action: String, filename: String?, options: [String] = []
+    ) async throws(BootMediumError) -> DeliveredMedium {
+        try await run(
+            BootMediumRequest(
+                caller: caller, node: node, action: action, filename: filename, options: options))
+    }
+
+    /// Runs a request to the end.
+    public func run(_ request: BootMediumRequest) async throws(BootMediumError) -> DeliveredMedium {
+        let plan = try await planner.plan(request)
+        if Task.isCancelled { throw BootMediumError(.cancelled, "The request was cancelled") }
+        guard plan.action.renewsKey, let node = plan.node else {
+            return try await produce(plan, renewal: nil)
+        }
+        return try await NodeLocks.withLock(node: node.nodeID, workDir: plan.root.workDir) {
+            () throws(BootMediumError) in
+            let renewal = KeyRenewal(
+                nodeID: node.nodeID, key: NodeKey.generate(), date: plan.clock.now)
+            return try await produce(plan, renewal: renewal)
+        }
+    }
+
+    private func produce(_ plan: BootPlan, renewal: KeyRenewal?) async throws(BootMediumError)
+        -> DeliveredMedium
+    {
+        let configText = try plan.nodeConfig?.render(renewal: renewal)
+        let writer: (any ImageWriter)?
+        if let type = plan.imageType {
+            guard let found = ImageWriters.writer(for: type) else {
+                throw BootMediumError(
+                    .notSupported, "Image type \(type.rawValue) (\(plan.action.rawValue)) is not supported yet",
+                    context: ["type": type.rawValue])
+            }
+            writer = found
+        } else {
+            writer = nil
+        }
+        let delivered = try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
+            try Self.deliver(plan, configText: configText, writer: writer, cancellation: flag)
+        }
+        if let renewal {
+            do throws(BootMediumError) {
+                try await planner.nodes.saveKey(renewal.key, forNodeID: renewal.nodeID)
+            } catch {
+                delivered.file?.withdraw()
+                throw BootMediumError(
+                    .nodeStoreUpdateFailed,
+                    "The medium was built but the node's new key could not be saved, so it was withdrawn: \(error.message)",
+                    context: error.context)
+            }
+        }
+        return delivered.medium
+    }
+
+    private struct Delivery: @unchecked Sendable {
+        var medium: DeliveredMedium
+        var file: OutputFile?
+    }
+
+    private static func deliver(
+        _ plan: BootPlan, configText: String?, writer: (any ImageWriter)?,
+        cancellation: CancellationFlag
+    ) throws(BootMediumError) -> Delivery {
+        let inputs = ImageInputs(plan: plan, nodeConfigText: configText)
+        func fill(_ sink: any ImageSink) throws(BootMediumError) {
+            try cancellation.check()
+            if let writer {
+                try writer.write(inputs, to: sink, cancellation: cancellation)
+            } else {
+                var bytes = Array((configText ?? "").utf8)
+                let result: Result<Void, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in
+                    do throws(BootMediumError) {
+                        try sink.write(UnsafeRawBufferPointer(buffer))
+                        return .success(())
+                    } catch { return .failure(error) }
+                }
+                try result.get()
+            }
+            try cancellation.check()
+        }
+        switch plan.output {
+        case .inline:
+            let sink = MemorySink()
+            try fill(sink)
+            if writer == nil {
+                return Delivery(medium: .text(configText ?? ""))
+            }
+            return Delivery(medium: .base64(sink.data.base64EncodedString()))
+        case .stream(let fd):
+            let sink = DescriptorSink(fd: fd)
+            try fill(sink)
+            return Delivery(medium: .streamed(sink.count))
+        case .file(let path, let confinedTo):
+            let file = try OutputFile(path: path, confinedTo: confinedTo)
+            try fill(file)
+            try file.commit()
+            return Delivery(medium: .path(path), file: file)
+        case .publish(let path):
+            let file = try OutputFile(path: path, confinedTo: nil, replaces: true)
+            try fill(file)
+            try file.commit()
+            return Delivery(medium: .path(path), file: nil)
+        }
+    }
+}

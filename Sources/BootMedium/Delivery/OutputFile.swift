@@ -1,0 +1,247 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A medium being written to its final path, safely (BEHAVIOUR.md §1 flaws fixed):
+///
+/// - the parent directory is resolved (symlinks and `..`) and, when confined, must lie inside
+///   the work dir's real path; missing directories are created `0755`, one `mkdirat` at a time
+///   below an already-resolved directory, and the final directory is re-checked through its
+///   open descriptor, so a symlink swapped in meanwhile cannot redirect the write;
+/// - bytes go to a temp file `.<name>.bootmedium-XXXXXXXXXXXX` in the target directory (mode
+///   `0644`), registered for removal on SIGTERM/SIGINT/SIGHUP;
+/// - ``commit()`` fsyncs, then `linkat`s the temp file to the final name, which never replaces
+///   an existing file (an existing regular file older than 5 minutes is stale and removed first,
+///   as later PLCAPI did), or, when publishing, `renameat`s over it;
+/// - any failure, or dropping the value uncommitted, removes the temp file.
+final class OutputFile {
+    /// An existing output older than this (seconds) is stale and may be replaced.
+    static let staleAfter: Int64 = 300
+
+    let path: String
+    let name: String
+    private let directoryFD: Int32
+    private let tempName: String
+    private let tempPath: String
+    private(set) var fd: Int32
+    private let replaces: Bool
+    private var state: State = .writing
+    private enum State { case writing, committed, removed }
+
+    /// Prepares the directory of `path` and opens the temp file.
+    /// - Parameters:
+    ///   - confinedTo: the work dir a non-admin's output must resolve inside, or nil.
+    ///   - replaces: publish mode: replace an existing file atomically.
+    init(path: String, confinedTo workDir: String?, replaces: Bool = false)
+        throws(BootMediumError)
+    {
+        let url = path as NSString
+        let name = url.lastPathComponent
+        let directory = url.deletingLastPathComponent
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
+            throw BootMediumError(
+                .invalidOutput, "Output \(path.debugDescription) does not name a file",
+                context: ["output": path])
+        }
+        var confinedReal: String?
+        if let workDir {
+            // The work dir itself may be created (0755) before checking against it.
+            let fd = try Self.openCreatingDirectories(workDir, confinedTo: nil)
+            close(fd)
+            confinedReal = Posix.realPath(workDir)
+        }
+        let dfd = try Self.openCreatingDirectories(directory, confinedTo: confinedReal, shown: path)
+        self.path = path
+        self.name = name
+        self.directoryFD = dfd
+        self.replaces = replaces
+        if !replaces {
+            do throws(BootMediumError) {
+                try Self.checkAbsent(name, in: dfd, path: path, removeStale: false)
+            } catch {
+                close(dfd)
+                throw error
+            }
+        }
+        var tempName = ""
+        var tempFD: Int32 = -1
+        for _ in 0..<16 {
+            tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
+            tempFD = Posix.retrying {
+                openat(dfd, tempName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            }
+            if tempFD >= 0 || errno != EEXIST { break }
+        }
+        let tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
+        if tempFD < 0 {
+            let code = errno
+            close(dfd)
+            throw .io("create", path: tempPath, errno: code)
+        }
+        TempFileRegistry.shared.register(tempPath)
+        self.tempName = tempName
+        self.tempPath = tempPath
+        self.fd = tempFD
+        if fchmod(tempFD, 0o644) != 0 {
+            let code = errno
+            discard()
+            throw .io("chmod", path: tempPath, errno: code)
+        }
+    }
+
+    deinit {
+        if state == .writing { discard() }
+        close(directoryFD)
+    }
+
+    /// Appends bytes to the temp file.
+    func write(_ bytes: some ContiguousBytes) throws(BootMediumError) {
+        try Posix.writeAll(fd, bytes, path: tempPath)
+    }
+
+    /// Makes the file visible under its final name (see the type's notes).
+    func commit() throws(BootMediumError) {
+        precondition(state == .writing)
+        do throws(BootMediumError) {
+            try Posix.sync(fd, path: tempPath)
+            if replaces {
+                if renameat(directoryFD, tempName, directoryFD, name) != 0 {
+                    throw .io("rename", path: path, errno: errno)
+                }
+            } else {
+                if linkat(directoryFD, tempName, directoryFD, name, 0) != 0 {
+                    guard errno == EEXIST else { throw .io("link", path: path, errno: errno) }
+                    try Self.checkAbsent(name, in: directoryFD, path: path, removeStale: true)
+                    if linkat(directoryFD, tempName, directoryFD, name, 0) != 0 {
+                        if errno == EEXIST { throw Self.exists(path) }
+                        throw .io("link", path: path, errno: errno)
+                    }
+                }
+                unlinkat(directoryFD, tempName, 0)
+            }
+        } catch {
+            discard()
+            throw error
+        }
+        close(fd)
+        fd = -1
+        TempFileRegistry.shared.unregister(tempPath)
+        state = .committed
+        _ = fsync(directoryFD)
+    }
+
+    /// Removes a committed file again (when what must follow delivery failed).
+    func withdraw() {
+        guard state == .committed else { return }
+        unlinkat(directoryFD, name, 0)
+        _ = fsync(directoryFD)
+        state = .removed
+    }
+
+    /// Drops the temp file.
+    func discard() {
+        guard state == .writing else { return }
+        if fd >= 0 { close(fd) }
+        fd = -1
+        unlinkat(directoryFD, tempName, 0)
+        TempFileRegistry.shared.unregister(tempPath)
+        state = .removed
+    }
+
+    private static func exists(_ path: String) -> BootMediumError {
+        BootMediumError(
+            .outputExists, "Resulting file \(path) already exists", context: ["output": path])
+    }
+
+    /// Fails when `name` exists in the directory, unless it is a regular file older than
+    /// ``staleAfter`` (then it is removed if `removeStale`).
+    private static func checkAbsent(_ name: String, in dfd: Int32, path: String, removeStale: Bool)
+        throws(BootMediumError)
+    {
+        var info = stat()
+        if fstatat(dfd, name, &info, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT { return }
+            throw .io("stat", path: path, errno: errno)
+        }
+        let isRegular = (info.st_mode & S_IFMT) == S_IFREG
+        let age = Int64(Date().timeIntervalSince1970) - Int64(info.st_mtim.tv_sec)
+        guard isRegular, age > staleAfter else { throw exists(path) }
+        if removeStale, unlinkat(dfd, name, 0) != 0, errno != ENOENT {
+            throw .io("remove stale", path: path, errno: errno)
+        }
+    }
+
+    /// Opens `directory`, creating missing components `0755`. With `confinedTo` (a real path),
+    /// the resolved directory must lie inside it.
+    static func openCreatingDirectories(
+        _ directory: String, confinedTo: String?, shown: String? = nil
+    ) throws(BootMediumError) -> Int32 {
+        let absolute =
+            directory.isEmpty
+            ? FileManager.default.currentDirectoryPath
+            : (directory.hasPrefix("/")
+                ? directory : FileManager.default.currentDirectoryPath + "/" + directory)
+        // Longest existing prefix, resolved; the rest must be plain new names.
+        var components = absolute.split(separator: "/").map(String.init)
+        var missing: [String] = []
+        var existing = "/"
+        while true {
+            let candidate = "/" + components.joined(separator: "/")
+            if let real = Posix.realPath(candidate) {
+                existing = real
+                break
+            }
+            guard let last = components.popLast() else { break }
+            missing.insert(last, at: 0)
+        }
+        for part in missing where part == "." || part == ".." {
+            throw BootMediumError(
+                .invalidOutput, "Output directory \(directory.debugDescription) has \(part) below a missing directory",
+                context: ["output": directory])
+        }
+        let resolved = ([existing == "/" ? "" : existing] + missing).joined(separator: "/")
+        if let confinedTo { try checkInside(resolved.isEmpty ? "/" : resolved, confinedTo, shown ?? directory) }
+        var fd = try Posix.openDirectory(existing)
+        for part in missing {
+            if mkdirat(fd, part, 0o755) != 0 && errno != EEXIST {
+                let code = errno
+                close(fd)
+                throw .io("create directory", path: directory, errno: code)
+            }
+            _ = fchmodat(fd, part, 0o755, 0)
+            let next = Posix.retrying {
+                openat(fd, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            }
+            let code = errno
+            close(fd)
+            if next < 0 { throw .io("open directory", path: directory, errno: code) }
+            fd = next
+        }
+        if let confinedTo {
+            // Re-check what was actually opened.
+            let actual = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"))
+            do throws(BootMediumError) {
+                try checkInside(actual ?? "", confinedTo, shown ?? directory)
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
+        return fd
+    }
+
+    private static func checkInside(_ path: String, _ root: String, _ shown: String)
+        throws(BootMediumError)
+    {
+        let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+        guard path == base || path.hasPrefix(base + "/") else {
+            throw BootMediumError(
+                .outputOutsideWorkDir,
+                "File \(shown) not under \(base): non-admins must write into the work dir (%d)",
+                context: ["output": shown, "workdir": base])
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/// Where an image writer sends its bytes, in order.
+public protocol ImageSink: AnyObject {
+    /// Appends bytes.
+    func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError)
+}
+
+/// What an image writer is given: the plan and the rendered node config.
+public struct ImageInputs: Sendable {
+    /// The validated plan.
+    public let plan: BootPlan
+    /// plnode.txt, for node actions.
+    public let nodeConfigText: String?
+}
+
+/// Writes one image type.
+protocol ImageWriter: Sendable {
+    /// Writes the whole image into `sink`, checking `cancellation` as it goes.
+    func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag)
+        throws(BootMediumError)
+}
+
+/// The writers of each image type; a type without one is reported as not yet supported.
+enum ImageWriters {
+    static func writer(for type: ImageType) -> (any ImageWriter)? {
+        switch type {
+        case .iso, .usb, .usbPartition, .isoCramfs, .usbCramfs: nil
+        }
+    }
+}

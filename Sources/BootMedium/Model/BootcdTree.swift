@@ -1,0 +1,92 @@
+import Foundation
+
+/// A nodefamily's bootcd tree, `usr/share/bootcd-<nodefamily>/<variant>/` (BEHAVIOUR.md §4).
+///
+/// Layout read (see `tools/demo/LAYOUT.md`):
+/// `version.txt`, `passwd`, `isofs/kernel`, `isofs/bootcd.img`, the ISOLINUX files under
+/// `isolinux/` (`isolinux.bin`, `ldlinux.c32`, `isohdpfx.bin`) and the SYSLINUX FAT payload under
+/// `syslinux/` (`ldlinux.bss`, `ldlinux.sys`, `ldlinux.c32`, `mbr.bin`).
+public struct BootcdTree: Equatable, Sendable {
+    /// The default variant directory name.
+    public static let defaultVariant = "build"
+
+    /// The tree's directory.
+    public let path: String
+    /// The variant directory name (`build` unless another variant was selected).
+    public let variant: String
+    /// The bootcd version: the first line of `version.txt`.
+    public let version: String
+
+    /// Opens the tree `variant` under `bootcdDirectory`, reading its version.
+    ///
+    /// A missing default tree is `missing-bootcd`; a missing other variant is `missing-variant`.
+    public init(bootcdDirectory: String, variant: String = BootcdTree.defaultVariant)
+        throws(BootMediumError)
+    {
+        guard Self.isValidVariantName(variant) else {
+            throw BootMediumError(
+                .missingVariant,
+                "Invalid variant name \(variant.debugDescription): a plain directory name is expected",
+                context: ["variant": variant])
+        }
+        let path = bootcdDirectory + "/" + variant
+        let versionPath = path + "/version.txt"
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else {
+            if variant == Self.defaultVariant {
+                throw BootMediumError(
+                    .missingBootcd, "No bootcd tree at \(path)", context: ["path": path])
+            }
+            throw BootMediumError(
+                .missingVariant, "No bootcd variant \(variant.debugDescription) at \(path)",
+                context: ["variant": variant, "path": path])
+        }
+        guard let data = FileManager.default.contents(atPath: versionPath) else {
+            throw BootMediumError(
+                .missingBootcd, "The bootcd tree has no version.txt: \(versionPath)",
+                context: ["path": versionPath])
+        }
+        let version = String(decoding: data, as: UTF8.self).split(separator: "\n").first
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !version.isEmpty, version.count <= 64,
+            version.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-+~".contains($0)) })
+        else {
+            throw BootMediumError(
+                .missingBootcd,
+                "The bootcd version in \(versionPath) is empty or not a plain version string",
+                context: ["path": versionPath, "version": version])
+        }
+        self.path = path
+        self.variant = variant
+        self.version = version
+    }
+
+    /// Whether `name` can name a variant directory.
+    static func isValidVariantName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64 && !name.hasPrefix(".")
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
+    /// `isofs/kernel`.
+    public var kernelPath: String { path + "/isofs/kernel" }
+    /// `isofs/bootcd.img`.
+    public var bootcdImagePath: String { path + "/isofs/bootcd.img" }
+    /// `passwd`.
+    public var passwdPath: String { path + "/passwd" }
+    /// `isolinux/isolinux.bin`.
+    public var isolinuxBinPath: String { path + "/isolinux/isolinux.bin" }
+    /// `isolinux/ldlinux.c32`, the module matching `isolinux.bin`.
+    public var isolinuxLdlinuxC32Path: String { path + "/isolinux/ldlinux.c32" }
+    /// `isolinux/isohdpfx.bin`, the isohybrid MBR template.
+    public var isohybridMBRPath: String { path + "/isolinux/isohdpfx.bin" }
+    /// `syslinux/ldlinux.bss`, the FAT boot sector template.
+    public var syslinuxBootSectorPath: String { path + "/syslinux/ldlinux.bss" }
+    /// `syslinux/ldlinux.sys`, unpatched.
+    public var syslinuxLdlinuxSysPath: String { path + "/syslinux/ldlinux.sys" }
+    /// `syslinux/ldlinux.c32`, the module matching `ldlinux.sys`.
+    public var syslinuxLdlinuxC32Path: String { path + "/syslinux/ldlinux.c32" }
+    /// `syslinux/mbr.bin`, the MBR boot code of a partitioned USB image.
+    public var mbrPath: String { path + "/syslinux/mbr.bin" }
+}

@@ -1,0 +1,97 @@
+/// Where a medium goes.
+public enum Destination: Equatable, Sendable {
+    /// Returned in the result: config text as is, images base64-encoded (empty filename).
+    case inline
+    /// A filename template with markers, written without replacing an existing file.
+    case template(String)
+    /// Written to an open file descriptor (the CLI's standard output).
+    case stream(Int32)
+    /// Published as the nodefamily's generic image, replacing the previous one atomically
+    /// (generic actions only).
+    case publish
+}
+
+/// The resolved output of a plan.
+public enum OutputPlan: Equatable, Sendable {
+    /// Returned inline.
+    case inline
+    /// Written to this absolute path; non-admins' paths were checked to resolve inside the
+    /// work dir (`confinedTo`).
+    case file(path: String, confinedTo: String?)
+    /// Written to the descriptor.
+    case stream(Int32)
+    /// Published at this absolute path, replacing a previous image.
+    case publish(path: String)
+}
+
+/// Time as a request sees it: `SOURCE_DATE_EPOCH` when set fixes every timestamp.
+public struct BuildClock: Equatable, Sendable {
+    /// `SOURCE_DATE_EPOCH`, when set.
+    public let sourceDateEpoch: Int64?
+    /// The time used for timestamps.
+    public let now: Int64
+
+    /// Reads `SOURCE_DATE_EPOCH` from `environment` (an invalid value is `invalid-configuration`).
+    public init(environment: [String: String]) throws(BootMediumError) {
+        if let text = environment["SOURCE_DATE_EPOCH"], !text.isEmpty {
+            guard let value = Int64(text), value >= 0, value < 253_402_300_800 else {
+                throw BootMediumError(
+                    .invalidConfiguration, "SOURCE_DATE_EPOCH \(text.debugDescription) is not a valid time",
+                    context: ["SOURCE_DATE_EPOCH": text])
+            }
+            self.init(sourceDateEpoch: value)
+        } else {
+            self.init(sourceDateEpoch: nil)
+        }
+    }
+
+    /// A clock fixed at `sourceDateEpoch`, or the current time.
+    public init(sourceDateEpoch: Int64?) {
+        self.sourceDateEpoch = sourceDateEpoch
+        self.now = sourceDateEpoch ?? Int64(Date().timeIntervalSince1970)
+    }
+}
+
+/// One validated, immutable request: everything an image writer needs, nothing it must check.
+public struct BootPlan: Sendable {
+    /// The action.
+    public let action: BootAction
+    /// The image layout, for image actions.
+    public let imageType: ImageType?
+    /// The extra kernel arguments (serial console included).
+    public let kernelCommandLine: KernelCommandLine
+    /// The nodefamily.
+    public let nodefamily: Nodefamily
+    /// The bootcd tree, for image actions (and text actions when it exists).
+    public let tree: BootcdTree?
+    /// Where the result goes.
+    public let output: OutputPlan
+    /// The node, for node actions.
+    public let node: Node?
+    /// The node config, for node actions.
+    public let nodeConfig: NodeConfig?
+    /// The server configuration.
+    public let configuration: PLCConfiguration
+    /// The PLC root.
+    public let root: PLCRoot
+    /// Timestamps.
+    public let clock: BuildClock
+
+    /// The serial console, if any.
+    public var console: SerialConsole? { kernelCommandLine.console }
+
+    /// `<PLC_NAME> BootCD <version>`, for image actions.
+    public var versionString: String? {
+        guard let tree, let name = configuration.plcName else { return nil }
+        return "\(name) BootCD \(tree.version)"
+    }
+
+    /// The default image name of BEHAVIOUR.md §5.3:
+    /// `<PLC_NAME>-BootCD-<version>[-serial[-<spec>]]<ending>`.
+    public var defaultImageName: String? {
+        guard let tree, let imageType, let name = configuration.plcName else { return nil }
+        return "\(name)-BootCD-\(tree.version)\(console?.nameSuffix ?? "")\(imageType.nameEnding)"
+    }
+}
+
+import Foundation
