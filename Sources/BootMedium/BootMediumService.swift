@@ -43,6 +43,9 @@ public struct BootMediumService: Sendable {
     public func run(_ request: BootMediumRequest) async throws(BootMediumError) -> DeliveredMedium {
         let plan = try await planner.plan(request)
         if Task.isCancelled { throw BootMediumError(.cancelled, "The request was cancelled") }
+        if let type = plan.imageType, ImageWriters.writer(for: type) == nil {
+            throw Self.unsupported(type, plan.action)
+        }
         guard plan.action.renewsKey, let node = plan.node else {
             return try await produce(plan, renewal: nil)
         }
@@ -61,9 +64,7 @@ public struct BootMediumService: Sendable {
         let writer: (any ImageWriter)?
         if let type = plan.imageType {
             guard let found = ImageWriters.writer(for: type) else {
-                throw BootMediumError(
-                    .notSupported, "Image type \(type.rawValue) (\(plan.action.rawValue)) is not supported yet",
-                    context: ["type": type.rawValue])
+                throw Self.unsupported(type, plan.action)
             }
             writer = found
         } else {
@@ -84,6 +85,12 @@ public struct BootMediumService: Sendable {
             }
         }
         return delivered.medium
+    }
+
+    private static func unsupported(_ type: ImageType, _ action: BootAction) -> BootMediumError {
+        BootMediumError(
+            .notSupported, "Image type \(type.rawValue) (\(action.rawValue)) is not supported yet",
+            context: ["type": type.rawValue])
     }
 
     private struct Delivery: @unchecked Sendable {

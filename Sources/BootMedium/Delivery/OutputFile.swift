@@ -197,11 +197,20 @@ final class OutputFile {
             guard let last = components.popLast() else { break }
             missing.insert(last, at: 0)
         }
-        for part in missing where part == "." || part == ".." {
-            throw BootMediumError(
-                .invalidOutput, "Output directory \(directory.debugDescription) has \(part) below a missing directory",
-                context: ["output": directory])
+        // `.` and `..` below the existing part are applied by name: nothing there exists yet.
+        var normalized: [String] = []
+        for part in missing {
+            if part == "." { continue }
+            if part == ".." {
+                if normalized.popLast() == nil {
+                    existing = (existing as NSString).deletingLastPathComponent
+                    if existing.isEmpty { existing = "/" }
+                }
+                continue
+            }
+            normalized.append(part)
         }
+        missing = normalized
         let resolved = ([existing == "/" ? "" : existing] + missing).joined(separator: "/")
         if let confinedTo { try checkInside(resolved.isEmpty ? "/" : resolved, confinedTo, shown ?? directory) }
         var fd = try Posix.openDirectory(existing)

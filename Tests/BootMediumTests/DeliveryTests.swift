@@ -1,0 +1,236 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import BootMedium
+
+/// A node source whose key saving can fail, recording what was saved.
+final class FlakyNodeSource: NodeSource {
+    let base: JSONNodeStore
+    let failSaves: Bool
+    let saved = Mutex<[String]>([])
+    init(base: JSONNodeStore, failSaves: Bool) {
+        self.base = base
+        self.failSaves = failSaves
+    }
+    func node(_ reference: NodeReference) async throws(BootMediumError) -> Node? { try await base.node(reference) }
+    func interfaces(of node: Node) async throws(BootMediumError) -> [Interface] { try await base.interfaces(of: node) }
+    func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
+        if failSaves { throw BootMediumError(.io, "disk on fire") }
+        saved.withLock { $0.append(key) }
+        try await base.saveKey(key, forNodeID: nodeID)
+    }
+}
+
+final class Concurrency: Sendable {
+    private let state = Mutex<(now: Int, max: Int)>((0, 0))
+    func enter() { state.withLock { $0.now += 1; $0.max = max($0.max, $0.now) } }
+    func leave() { state.withLock { $0.now -= 1 } }
+    var maximum: Int { state.withLock { $0.max } }
+}
+
+final class Flag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var value: Bool { state.withLock { $0 } }
+}
+
+func keyIn(_ text: String) -> String? {
+    text.split(separator: "\n").first { $0.hasPrefix("NODE_KEY=") }
+        .map { String($0.dropFirst("NODE_KEY=\"".count).dropLast()) }
+}
+
+@Suite struct DeliveryTests {
+    @Test func floppyToFileRenewsAndSavesTheKeyAfterDelivery() async throws {
+        let root = try TestRoot()
+        let result = try await root.service().getBootMedium(
+            caller: Caller(roles: ["pi"], siteIDs: [1]), node: "node1.example.org",
+            action: "node-floppy", filename: "%d/sub/dir/%n%s")
+        let path = root.workDir + "/sub/dir/node1.example.org.txt"
+        #expect(result == .path(path))
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.hasPrefix("NODE_ID=\"12\"\nNODE_KEY=\""))
+        #expect(text.contains("KEY_RENEWAL_DATE=\"2023/11/14 at 22:13 +0000\"\n"))
+        let key = try #require(keyIn(text))
+        #expect(try root.nodeKey(12) == key)
+        #expect(key != "old-key")
+        let fm = FileManager.default
+        #expect((try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o644)
+        for dir in [root.workDir, root.workDir + "/sub", root.workDir + "/sub/dir"] {
+            #expect((try fm.attributesOfItem(atPath: dir)[.posixPermissions] as? Int) == 0o755)
+        }
+        // Nothing else: no temp file (the node lock file is the only other file).
+        #expect(root.files(under: "/var/tmp/bootmedium") == [".node-locks", "sub/dir/node1.example.org.txt"])
+        // The store kept unknown fields.
+        let stored = try String(contentsOfFile: root.nodesPath, encoding: .utf8)
+        #expect(stored.contains("unknown_field"))
+    }
+
+    @Test func previewDoesNotTouchTheKey() async throws {
+        let root = try TestRoot()
+        _ = try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-preview", filename: "%d/p.txt")
+        #expect(try root.nodeKey(12) == "old-key")
+        #expect(!(try String(contentsOfFile: root.workDir + "/p.txt", encoding: .utf8)).contains("NODE_KEY"))
+    }
+
+    @Test func inlineFloppyReturnsTextAndSavesTheKey() async throws {
+        let root = try TestRoot()
+        let result = try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: nil)
+        guard case .text(let text) = result else { Issue.record("not text"); return }
+        #expect(try root.nodeKey(12) == keyIn(text))
+    }
+
+    @Test func existingOutputIsRefusedUnlessStale() async throws {
+        let root = try TestRoot()
+        let target = root.workDir + "/taken.txt"
+        try FileManager.default.createDirectory(atPath: root.workDir, withIntermediateDirectories: true)
+        try "someone else's\n".write(toFile: target, atomically: true, encoding: .utf8)
+        await expectError(.outputExists) {
+            try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/taken.txt")
+        }
+        #expect(try root.nodeKey(12) == "old-key")
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "someone else's\n")
+        // Six minutes old: stale, replaced.
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -360)], ofItemAtPath: target)
+        _ = try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/taken.txt")
+        #expect(try String(contentsOfFile: target, encoding: .utf8).hasPrefix("NODE_ID"))
+        // A stale symlink or directory is never replaced.
+        try FileManager.default.createSymbolicLink(atPath: root.workDir + "/link.txt", withDestinationPath: "/etc/passwd")
+        await expectError(.outputExists) {
+            try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-preview", filename: "%d/link.txt")
+        }
+    }
+
+    @Test func nonAdminOutputMustResolveInsideTheWorkDir() async throws {
+        let root = try TestRoot()
+        let pi = Caller(roles: ["pi"], siteIDs: [1])
+        let outside = root.path + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root.workDir, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root.workDir + "/escape", withDestinationPath: outside)
+        for template in ["%d/../x.txt", "%d/escape/x.txt", outside + "/x.txt", "%dx/y.txt", "/etc/x.txt", "%d/new/../../x.txt"] {
+            await expectError(.outputOutsideWorkDir) {
+                try await root.service().getBootMedium(caller: pi, node: "12", action: "node-floppy", filename: template)
+            }
+        }
+        #expect(try root.nodeKey(12) == "old-key")
+        #expect(root.files(under: "/outside").isEmpty)
+        // `..` that stays inside is fine once resolved.
+        try FileManager.default.createDirectory(atPath: root.workDir + "/a", withIntermediateDirectories: true)
+        #expect(try await root.service().getBootMedium(caller: pi, node: "12", action: "node-preview", filename: "%d/a/../ok.txt")
+            == .path(root.workDir + "/a/../ok.txt"))
+        // An admin may write anywhere.
+        #expect(try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-preview", filename: outside + "/admin.txt")
+            == .path(outside + "/admin.txt"))
+    }
+
+    @Test func failedKeySaveWithdrawsTheMedium() async throws {
+        let root = try TestRoot()
+        let source = FlakyNodeSource(base: root.store, failSaves: true)
+        await expectError(.nodeStoreUpdateFailed) {
+            try await root.service(nodes: source).getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/w.txt")
+        }
+        #expect(!FileManager.default.fileExists(atPath: root.workDir + "/w.txt"))
+        #expect(root.files(under: "/var/tmp/bootmedium") == [".node-locks"])
+        #expect(try root.nodeKey(12) == "old-key")
+    }
+
+    @Test func badRequestsLeaveNothing() async throws {
+        let root = try TestRoot()
+        let before = try Data(contentsOf: URL(fileURLWithPath: root.nodesPath))
+        let nodes = TestRoot.standardNodes.replacingOccurrences(of: "\"eth1\"", with: "\"eth1$(reboot)\"")
+        let hostile = try TestRoot(nodes: nodes)
+        await expectError(.unsafeValue) {
+            try await hostile.service().getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/h.txt")
+        }
+        #expect(hostile.files(under: "/var").isEmpty)
+        await expectError(.notSupported) {
+            try await root.service().getBootMedium(caller: .admin, node: "12", action: "node-iso", filename: "%d/x.iso")
+        }
+        #expect(root.files(under: "/var").isEmpty)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: root.nodesPath)) == before)
+    }
+
+    @Test func cancellationLeavesNothing() async throws {
+        let root = try TestRoot()
+        // Hold node 12's lock so the request waits, cancel it, then let it go on.
+        await NodeLocks.shared.acquire(12)
+        let service = root.service()
+        let task = Task {
+            try await service.getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/c.txt")
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        task.cancel()
+        await NodeLocks.shared.release(12)
+        await expectError(.cancelled) { try await task.value }
+        #expect(!FileManager.default.fileExists(atPath: root.workDir + "/c.txt"))
+        #expect(root.files(under: "/var/tmp/bootmedium").allSatisfy { $0 == ".node-locks" })
+        #expect(try root.nodeKey(12) == "old-key")
+    }
+
+    @Test func requestsForOneNodeAreSerialized() async throws {
+        let root = try TestRoot()
+        let service = root.service()
+        let source = FlakyNodeSource(base: root.store, failSaves: false)
+        let counted = BootMediumService(root: root.root, nodes: source, clock: BuildClock(sourceDateEpoch: 1))
+        _ = service
+        let results = try await withThrowingTaskGroup(of: DeliveredMedium.self) { group in
+            for i in 0..<12 {
+                group.addTask {
+                    try await counted.getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/k\(i).txt")
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == 12)
+        let keys = try (0..<12).map { try #require(keyIn(String(contentsOfFile: root.workDir + "/k\($0).txt", encoding: .utf8))) }
+        #expect(Set(keys).count == 12)
+        let saved = source.saved.withLock { $0 }
+        #expect(Set(saved) == Set(keys))
+        // The stored key is the last one saved: every medium's key was current when it was delivered.
+        #expect(try root.nodeKey(12) == saved.last)
+    }
+
+    @Test func nodeLockExcludesInProcessAndAcrossDescriptors() async throws {
+        let root = try TestRoot()
+        let active = Concurrency()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await NodeLocks.withLock(node: 99, workDir: root.workDir) { () throws(BootMediumError) in
+                        active.enter()
+                        try? await Task.sleep(for: .milliseconds(20))
+                        active.leave()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(active.maximum == 1)
+        // The cross-process lock: a second open file description blocks until the first closes.
+        let first = try FileRangeLock(directory: root.workDir, byte: 99)
+        let acquired = Flag()
+        let dir = root.workDir
+        DispatchQueue.global().async {
+            let second = try? FileRangeLock(directory: dir, byte: 99)
+            acquired.set()
+            second?.release()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(acquired.value == false)
+        first.release()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(acquired.value == true)
+    }
+
+    @Test func nodeStoreWritesAreAtomicAndKeepEverything() async throws {
+        let root = try TestRoot()
+        try await root.store.saveKey("new-key", forNodeID: 13)
+        #expect(try root.nodeKey(13) == "new-key")
+        #expect(try root.nodeKey(12) == "old-key")
+        let text = try String(contentsOfFile: root.nodesPath, encoding: .utf8)
+        #expect(text.contains("\"kept\" : true"))
+        #expect(FileManager.default.subpaths(atPath: root.path)!.filter { $0.contains(".tmp-") }.isEmpty)
+        await expectError(.nodeStoreUpdateFailed) { try await root.store.saveKey("x", forNodeID: 4242) }
+    }
+}
