@@ -26,10 +26,13 @@ let package = Package(
         .systemLibrary(
             name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid",
             providers: [.apt(["libblkid-dev"])]),
+        .systemLibrary(
+            name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
+            providers: [.apt(["libcrypt-dev"])]),
         .target(
             name: "BootMedium",
             dependencies: [
-                "CIsofs", "CArchive", "CBlkid",
+                "CIsofs", "CArchive", "CBlkid", "CCrypt",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -23,7 +23,8 @@ protocol ImageWriter: Sendable {
 enum ImageWriters {
     static func writer(for type: ImageType) -> (any ImageWriter)? {
         switch type {
-        case .iso, .usb, .usbPartition, .isoCramfs, .usbCramfs: nil
+        case .iso: ISOImageWriter()
+        case .usb, .usbPartition, .isoCramfs, .usbCramfs: nil
         }
     }
 }
