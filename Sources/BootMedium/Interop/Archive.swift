@@ -89,9 +89,9 @@ enum Archive {
                 }
             }
         }
-        let uncompressed = archive_filter_bytes(archive, -1)
         try check(archive_write_close(archive), "close")
-        return (collector.bytes, max(uncompressed, archive_filter_bytes(archive, -1)))
+        // Filter 0 is the one nearest the format: the bytes it was given are the cpio stream.
+        return (collector.bytes, archive_filter_bytes(archive, 0))
     }
 
     private final class ByteCollector {
