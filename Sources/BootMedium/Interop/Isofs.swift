@@ -185,6 +185,7 @@ enum Isofs {
         _ = iso_write_opts_set_replace_timestamps(opts, 2)
         _ = iso_write_opts_set_default_timestamp(opts, time)
         _ = iso_write_opts_set_dir_rec_mtime(opts, 7)
+        _ = iso_write_opts_set_fifo_size(opts, 2048)  // 4 MiB between libisofs's writer and us
         var uuid = Array(Self.volumeTimeString(layout.timestamp).utf8CString)
         _ = iso_write_opts_set_pvd_times(opts, time, time, 0, time, &uuid)
         if let mbr = layout.isohybridMBR {
@@ -206,7 +207,8 @@ enum Isofs {
             source.pointee.free_data?(source)
             free(source)
         }
-        let chunk = 32 * 2048
+        // Large reads: libisofs's ring buffer wakes the reader once per read, not per block.
+        let chunk = 512 * 2048
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
         defer { buffer.deallocate() }
         while true {
