@@ -156,14 +156,14 @@ func keyIn(_ text: String) -> String? {
     @Test func cancellationLeavesNothing() async throws {
         let root = try TestRoot()
         // Hold node 12's lock so the request waits, cancel it, then let it go on.
-        await NodeLocks.shared.acquire(12)
+        await NodeLocks.shared.acquire("\(root.workDir)#12")
         let service = root.service()
         let task = Task {
             try await service.getBootMedium(caller: .admin, node: "12", action: "node-floppy", filename: "%d/c.txt")
         }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
-        await NodeLocks.shared.release(12)
+        await NodeLocks.shared.release("\(root.workDir)#12")
         await expectError(.cancelled) { try await task.value }
         #expect(!FileManager.default.fileExists(atPath: root.workDir + "/c.txt"))
         #expect(root.files(under: "/var/tmp/bootmedium").allSatisfy { $0 == ".node-locks" })

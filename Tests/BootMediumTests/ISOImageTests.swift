@@ -196,17 +196,24 @@ func sha256(_ path: String) throws -> String {
     @Test func cancellationWhileWritingLeavesNothing() async throws {
         let demo = try DemoCopy()
         let marker = demo.tree
+        let entered = DispatchSemaphore(value: 0)
+        let proceed = DispatchSemaphore(value: 0)
         Isofs.beforeWriteHook = { layout in
             if layout.files.contains(where: { if case .path(let p) = $0.source { return p.hasPrefix(marker) } else { return false } }) {
-                Thread.sleep(forTimeInterval: 0.5)
+                entered.signal()
+                _ = proceed.wait(timeout: .now() + 30)
             }
         }
         defer { Isofs.beforeWriteHook = nil }
         let service = demo.service()
         let dir = demo.workDir
         let task = Task { try await service.getBootMedium(caller: .admin, node: "1", action: "node-iso", filename: dir + "/x.iso") }
-        try await Task.sleep(for: .milliseconds(200))
+        // The writer is inside libisofs, its temp file open: cancel now.
+        let inside = await Task.detached { entered.wait(timeout: .now() + 60) == .success }.value
+        #expect(inside)
+        #expect(demo.workFiles.contains { $0.contains(".bootmedium-") })
         task.cancel()
+        proceed.signal()
         await expectError(.cancelled) { try await task.value }
         #expect(demo.workFiles.allSatisfy { !$0.hasSuffix(".iso") && !$0.contains(".bootmedium-") }, "\(demo.workFiles)")
         #expect(try demo.nodeKey(1) == "old-key-1")

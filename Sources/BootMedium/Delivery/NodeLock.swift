@@ -8,16 +8,16 @@ import Foundation
 /// Serializes requests that renew the same node's key, so two media never carry different
 /// keys silently.
 ///
-/// Within a process an actor queues waiters per node id; across processes (two CLI runs) an
+/// Within a process an actor queues waiters per (work dir, node id); across processes (two CLI runs) an
 /// open-file-description lock on byte `node_id` of `<work dir>/.node-locks` is taken on a
 /// blocking thread. That lock file is the only file bootmedium keeps in the work dir; it is
 /// empty and never holds data.
 actor NodeLocks {
     static let shared = NodeLocks()
-    private var held: Set<Int> = []
-    private var waiters: [Int: [CheckedContinuation<Void, Never>]] = [:]
+    private var held: Set<String> = []
+    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    func acquire(_ id: Int) async {
+    func acquire(_ id: String) async {
         if !held.contains(id) {
             held.insert(id)
             return
@@ -25,7 +25,7 @@ actor NodeLocks {
         await withCheckedContinuation { waiters[id, default: []].append($0) }
     }
 
-    func release(_ id: Int) {
+    func release(_ id: String) {
         if var queue = waiters[id], !queue.isEmpty {
             let next = queue.removeFirst()
             waiters[id] = queue.isEmpty ? nil : queue
@@ -39,24 +39,25 @@ actor NodeLocks {
     static func withLock<T: Sendable>(
         node id: Int, workDir: String, _ body: () async throws(BootMediumError) -> T
     ) async throws(BootMediumError) -> T {
-        await shared.acquire(id)
+        let key = "\(workDir)#\(id)"
+        await shared.acquire(key)
         let fileLock: FileRangeLock
         do throws(BootMediumError) {
             fileLock = try await Blocking.run { () throws(BootMediumError) in
                 try FileRangeLock(directory: workDir, byte: Int64(id))
             }
         } catch {
-            await shared.release(id)
+            await shared.release(key)
             throw error
         }
         do throws(BootMediumError) {
             let result = try await body()
             fileLock.release()
-            await shared.release(id)
+            await shared.release(key)
             return result
         } catch {
             fileLock.release()
-            await shared.release(id)
+            await shared.release(key)
             throw error
         }
     }

@@ -133,7 +133,14 @@ enum Isofs {
             var node: OpaquePointer?
             switch file.source {
             case .path(let path):
-                try check(iso_tree_add_new_node(image, root, file.name, path, &node), "add \(file.name) from \(path)")
+                let stream = try IsofsFileStream.make(path: path)
+                var fileNode: OpaquePointer?
+                let added = iso_tree_add_new_file(root, file.name, stream, &fileNode)
+                if added < 0 {
+                    iso_stream_unref(stream)
+                    throw failure("add \(file.name) from \(path)", added)
+                }
+                node = fileNode
             case .bytes(let bytes):
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
                 bytes.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: $0.count) }
@@ -215,6 +222,15 @@ enum Isofs {
             if cancellation.isCancelled {
                 _ = source.pointee.cancel?(source)
                 throw BootMediumError(.cancelled, "The request was cancelled")
+            }
+            // Let libisofs's writer fill its ring buffer before taking from it: a reader that
+            // waits on a near-empty buffer is woken per 2 KiB block (a futex storm).
+            var capacity = 0
+            var free = 0
+            for _ in 0..<200 {
+                let state = iso_ring_buffer_get_status(source, &capacity, &free)
+                guard state == 1, capacity - free < chunk else { break }
+                usleep(200)
             }
             let n = source.pointee.read_xt?(source, buffer, Int32(chunk)) ?? -1
             if n < 0 {
