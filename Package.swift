@@ -30,9 +30,13 @@ let package = Package(
             name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
             providers: [.apt(["libcrypt-dev"])]),
         .target(
+            name: "CCramfs", path: "Sources/CCramfs",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])],
+            linkerSettings: [.linkedLibrary("z")]),
+        .target(
             name: "BootMedium",
             dependencies: [
-                "CIsofs", "CArchive", "CBlkid", "CCrypt",
+                "CIsofs", "CArchive", "CBlkid", "CCrypt", "CCramfs",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -48,6 +52,10 @@ let package = Package(
             name: "BootMediumTests",
             dependencies: ["BootMedium", "bootmedium"],
             resources: [.copy("Golden")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CCramfsTests",
+            dependencies: ["CCramfs"],
             swiftSettings: strict),
     ]
 )
