@@ -31,7 +31,7 @@ func sha256(_ path: String) throws -> String {
         #expect(entry.split(separator: " ").dropLast().last == "4")  // load size
         // Rock Ridge and Joliet listings.
         let rr = String(decoding: try runProcess("/usr/bin/isoinfo", ["-R", "-f", "-i", iso]).stdout, as: UTF8.self)
-        #expect(Set(rr.split(separator: "\n")) == ["/boot.cat", "/bootcd.img", "/isolinux.bin", "/isolinux.cfg", "/kernel", "/ldlinux.c32", "/overlay.img", "/pl_version"])
+        #expect(Set(rr.split(separator: "\n")) == ["/boot.cat", "/bootcd.img", "/bootmedium.json", "/isolinux.bin", "/isolinux.cfg", "/kernel", "/ldlinux.c32", "/overlay.img", "/pl_version"])
         let joliet = String(decoding: try runProcess("/usr/bin/isoinfo", ["-J", "-f", "-i", iso]).stdout, as: UTF8.self)
         #expect(joliet.contains("/isolinux.cfg") && joliet.contains("/pl_version"))
         // The tree's files are carried unchanged (isolinux.bin gets its boot info table patched).
@@ -48,7 +48,28 @@ func sha256(_ path: String) throws -> String {
             """
         let py = try runProcess(venv, ["-c", script, iso])
         #expect(py.status == 0, "\(py.stderr)")
-        #expect(String(decoding: py.stdout, as: UTF8.self) == "boot.cat,bootcd.img,isolinux.bin,isolinux.cfg,kernel,ldlinux.c32,overlay.img,pl_version\nTrue\n")
+        #expect(String(decoding: py.stdout, as: UTF8.self) == "boot.cat,bootcd.img,bootmedium.json,isolinux.bin,isolinux.cfg,kernel,ldlinux.c32,overlay.img,pl_version\nTrue\n")
+    }
+
+    /// The embedded manifest lists every file with the digest an independent reader computes.
+    @Test func manifestMatchesWhatIsoinfoReads() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("node-iso", options: ["serial:ttyS1:9600"], name: "m.iso")
+        let manifest = try JSONSerialization.jsonObject(with: try isoFile(iso, "/bootmedium.json")) as! [String: Any]
+        #expect(manifest["schema"] as? String == "bootmedium-manifest/1")
+        #expect(manifest["console"] as? String == "ttyS1:9600:n:8")
+        #expect(manifest["kernelArguments"] as? [String] == ["console=ttyS1,9600n8"])
+        #expect(manifest["bootcdVersion"] as? String == "5.4-demo")
+        let files = manifest["files"] as! [[String: Any]]
+        #expect(files.map { $0["path"] as! String } == ["bootcd.img", "isolinux.bin", "isolinux.cfg", "kernel", "ldlinux.c32", "overlay.img", "pl_version"])
+        for file in files {
+            var data = try isoFile(iso, "/" + (file["path"] as! String))
+            #expect(data.count == file["size"] as! Int)
+            if let zeroed = file["zeroed"] as? [[Int]] {
+                for range in zeroed { data.replaceSubrange(range[0]..<range[1], with: Data(count: range[1] - range[0])) }
+            }
+            #expect(SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() == file["sha256"] as! String, "\(file["path"]!)")
+        }
     }
 
     @Test func overlayHoldsExactlyTheExpectedFiles() async throws {

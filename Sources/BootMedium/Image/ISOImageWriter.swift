@@ -18,27 +18,51 @@ struct ISOImageWriter: ImageWriter {
         let config = try BootConfig.render(
             plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize,
             initrds: "bootcd.img,overlay.img")
+        let isolinux = try Self.read(tree.isolinuxBinPath)
+        var files: [ISOFile] = [
+            ISOFile(name: "kernel", source: .path(tree.kernelPath)),
+            ISOFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
+            ISOFile(name: "overlay.img", source: .bytes(overlay.bytes)),
+            ISOFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8))),
+            ISOFile(name: "isolinux.bin", source: .bytes(isolinux)),
+            ISOFile(name: "ldlinux.c32", source: .path(tree.isolinuxLdlinuxC32Path)),
+            ISOFile(name: "isolinux.cfg", source: .bytes(Array(config.utf8))),
+        ]
+        let manifest = try Self.manifest(plan, files: files, cancellation: cancellation)
+        files.append(ISOFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
         let layout = ISOLayout(
-            volumeID: Self.volumeID(plan),
-            files: [
-                ISOFile(name: "kernel", source: .path(tree.kernelPath)),
-                ISOFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
-                ISOFile(name: "overlay.img", source: .bytes(overlay.bytes)),
-                ISOFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8))),
-                ISOFile(name: "isolinux.bin", source: .path(tree.isolinuxBinPath)),
-                ISOFile(name: "ldlinux.c32", source: .path(tree.isolinuxLdlinuxC32Path)),
-                ISOFile(name: "isolinux.cfg", source: .bytes(Array(config.utf8))),
-            ],
-            bootImage: "isolinux.bin",
-            isohybridMBR: try Self.read(tree.isohybridMBRPath),
-            timestamp: plan.clock.now)
-        for file in layout.files {
-            if case .path(let path) = file.source, access(path, R_OK) != 0 {
-                throw BootMediumError(
-                    .missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+            volumeID: Self.volumeID(plan), files: files, bootImage: "isolinux.bin",
+            isohybridMBR: try Self.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
+        try Isofs.write(layout, to: sink, cancellation: cancellation)
+    }
+
+    /// The boot info table libisofs writes into `isolinux.bin` after layout.
+    static let bootInfoTable: [[Int64]] = [[8, 64]]
+
+    /// The manifest of the files (tree files hashed once per identity, see ``TreeFileFacts``).
+    static func manifest(_ plan: BootPlan, files: [ISOFile], cancellation: CancellationFlag)
+        throws(BootMediumError) -> Manifest
+    {
+        var entries: [Manifest.File] = []
+        for file in files {
+            switch file.source {
+            case .bytes(let bytes):
+                let zeroed = file.name == "isolinux.bin" ? bootInfoTable : nil
+                entries.append(
+                    Manifest.File(
+                        path: file.name, size: Int64(bytes.count),
+                        sha256: Manifest.digest(bytes, zeroing: zeroed), zeroed: zeroed))
+            case .path(let path):
+                var info = stat()
+                guard stat(path, &info) == 0 else {
+                    throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+                }
+                let digest = try TreeFileFacts.sha256(
+                    of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: digest, zeroed: nil))
             }
         }
-        try Isofs.write(layout, to: sink, cancellation: cancellation)
+        return Manifest.of(plan, files: entries)
     }
 
     static func read(_ path: String) throws(BootMediumError) -> [UInt8] {

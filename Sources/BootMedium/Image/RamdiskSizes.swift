@@ -1,17 +1,20 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Crypto
 import Foundation
 import Synchronization
 
-/// The uncompressed size of a tree's `bootcd.img`, computed once per file identity.
+/// Facts about a tree file (its uncompressed size, its SHA-256), computed once per file
+/// identity.
 ///
 /// The key is the file's device, inode, size, modification and change times (nanoseconds):
-/// any rewrite of the file changes it. Sizes live in memory for the process and in
-/// `<work dir>/.bootcd-sizes.json` (replaced atomically) across processes; a missing or
-/// unreadable cache file only costs one decompression.
-enum RamdiskSizes {
-    private static let memory = Mutex<[String: Int64]>([:])
+/// any rewrite of the file changes it. Facts live in memory for the process and in
+/// `<work dir>/.tree-facts.json` (replaced atomically) across processes; a missing or
+/// unreadable cache file only costs one more computation.
+enum TreeFileFacts {
+    private static let memory = Mutex<[String: String]>([:])
+    static let cacheName = ".tree-facts.json"
 
     static func identity(of path: String) throws(BootMediumError) -> String {
         var info = stat()
@@ -19,32 +22,93 @@ enum RamdiskSizes {
         return "\(info.st_dev):\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec):\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
     }
 
-    /// The uncompressed size of the compressed file at `path`.
-    static func uncompressedSize(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
-        throws(BootMediumError) -> Int64
-    {
-        let key = try identity(of: path)
-        if let size = memory.withLock({ $0[key] }) { return size }
-        let cachePath = cacheDirectory + "/.bootcd-sizes.json"
-        var onDisk: [String: Int64] = [:]
+    /// The fact `kind` of the file at `path`, computed by `compute` when not cached.
+    static func fact(
+        _ kind: String, of path: String, cacheDirectory: String,
+        compute: () throws(BootMediumError) -> String
+    ) throws(BootMediumError) -> String {
+        let key = "\(kind)|" + (try identity(of: path))
+        if let value = memory.withLock({ $0[key] }) { return value }
+        let cachePath = cacheDirectory + "/" + cacheName
+        var onDisk: [String: String] = [:]
         if let data = FileManager.default.contents(atPath: cachePath),
-            let decoded = try? JSONDecoder().decode([String: Int64].self, from: data)
+            let decoded = try? JSONDecoder().decode([String: String].self, from: data)
         {
             onDisk = decoded
         }
-        if let size = onDisk[key] {
-            memory.withLock { $0[key] = size }
-            return size
+        if let value = onDisk[key] {
+            memory.withLock { $0[key] = value }
+            return value
         }
-        let size = try Archive.uncompressedSize(ofFileAt: path, cancellation: cancellation)
-        memory.withLock { $0[key] = size }
-        onDisk[key] = size
-        if onDisk.count > 64 { onDisk = [key: size] }
+        let value = try compute()
+        memory.withLock { $0[key] = value }
+        onDisk[key] = value
+        if onDisk.count > 256 { onDisk = [key: value] }
         if let data = try? JSONEncoder().encode(onDisk),
             (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
         {
             try? Posix.atomicReplace(cachePath, with: data)
         }
+        return value
+    }
+
+    /// The uncompressed size of the compressed file at `path`.
+    static func uncompressedSize(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
+        throws(BootMediumError) -> Int64
+    {
+        let text = try fact("uncompressed-size", of: path, cacheDirectory: cacheDirectory) {
+            () throws(BootMediumError) in
+            String(try Archive.uncompressedSize(ofFileAt: path, cancellation: cancellation))
+        }
+        guard let size = Int64(text) else {
+            throw BootMediumError(.imageBuildFailed, "Bad cached size for \(path)")
+        }
         return size
+    }
+
+    /// The SHA-256 (hex) of the file at `path`.
+    static func sha256(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
+        throws(BootMediumError) -> String
+    {
+        try fact("sha256", of: path, cacheDirectory: cacheDirectory) { () throws(BootMediumError) in
+            try Digest.sha256(ofFileAt: path, cancellation: cancellation)
+        }
+    }
+}
+
+/// The uncompressed size of a tree's `bootcd.img` (see ``TreeFileFacts``).
+enum RamdiskSizes {
+    static func uncompressedSize(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
+        throws(BootMediumError) -> Int64
+    {
+        try TreeFileFacts.uncompressedSize(of: path, cacheDirectory: cacheDirectory, cancellation: cancellation)
+    }
+}
+
+/// SHA-256 helpers.
+enum Digest {
+    /// Lower-case hex.
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The SHA-256 of `bytes`, hex.
+    static func sha256(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
+
+    /// The SHA-256 of a file, read in 1 MiB chunks.
+    static func sha256(ofFileAt path: String, cancellation: CancellationFlag) throws(BootMediumError) -> String {
+        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        if fd < 0 { throw .io("open", path: path, errno: errno) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { raw in Posix.retrying { read(fd, raw.baseAddress!, raw.count) } }
+            if n < 0 { throw .io("read", path: path, errno: errno) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            try cancellation.check()
+        }
+        return hex(hasher.finalize())
     }
 }

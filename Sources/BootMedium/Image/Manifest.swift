@@ -1,0 +1,89 @@
+import Foundation
+
+/// The small manifest every image bootmedium writes carries, at ``Manifest/path`` in the
+/// image's root: what the image holds (path, size, SHA-256 of every other file), how it was
+/// asked for (action, type, nodefamily, bootcd version, console, kernel arguments) and by which
+/// tool. `bootmedium inspect` checks it against the image; `bootmedium verify` against a plan.
+///
+/// A file the writer patches in place after layout records the digest of its bytes with that
+/// region zeroed, named in `zeroed`: `isolinux.bin` on an ISO (the El Torito boot info table,
+/// bytes 8..<64).
+public struct Manifest: Codable, Equatable, Sendable {
+    /// The manifest's file name in the image root.
+    public static let path = "bootmedium.json"
+    /// The schema identifier written in every manifest.
+    public static let schemaID = "bootmedium-manifest/1"
+
+    /// One file of the image.
+    public struct File: Codable, Equatable, Sendable {
+        /// The path in the image, without a leading slash.
+        public var path: String
+        /// Bytes.
+        public var size: Int64
+        /// SHA-256, lower-case hex.
+        public var sha256: String
+        /// Byte ranges zeroed before hashing (`[start, end)` pairs), when the writer patches
+        /// them after layout.
+        public var zeroed: [[Int64]]?
+    }
+
+    /// ``schemaID``.
+    public var schema: String
+    /// `bootmedium VERSION`.
+    public var tool: String
+    /// The action.
+    public var action: String
+    /// The image type (`iso`, `usb`, ...).
+    public var imageType: String
+    /// The nodefamily.
+    public var nodefamily: String
+    /// The bootcd version of the tree used.
+    public var bootcdVersion: String
+    /// The serial console spec (`ttyS0:115200:n:8`) or nil.
+    public var console: String?
+    /// The extra kernel arguments, in order.
+    public var kernelArguments: [String]
+    /// Every other file of the image.
+    public var files: [File]
+
+    /// The manifest's JSON (sorted keys, so the same plan gives the same bytes).
+    public func encoded() throws(BootMediumError) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            return Array(try encoder.encode(self)) + [0x0A]
+        } catch {
+            throw BootMediumError(.imageBuildFailed, "Cannot encode the manifest: \(error)")
+        }
+    }
+
+    /// Decodes a manifest read from an image.
+    public static func decode(_ bytes: [UInt8]) throws(BootMediumError) -> Manifest {
+        do {
+            return try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        } catch {
+            throw BootMediumError(.invalidImage, "The image's manifest is not valid: \(error)")
+        }
+    }
+
+    /// The manifest of `plan` listing `files`.
+    static func of(_ plan: BootPlan, files: [File]) -> Manifest {
+        Manifest(
+            schema: schemaID, tool: "bootmedium \(BootMediumVersion.string)",
+            action: plan.action.rawValue, imageType: plan.imageType?.rawValue ?? "text",
+            nodefamily: plan.nodefamily.name, bootcdVersion: plan.tree?.version ?? "",
+            console: plan.console?.spec, kernelArguments: plan.kernelCommandLine.arguments,
+            files: files.sorted { $0.path < $1.path })
+    }
+
+    /// The SHA-256 of `bytes` with `zeroed` ranges set to zero.
+    static func digest(_ bytes: [UInt8], zeroing zeroed: [[Int64]]?) -> String {
+        var copy = bytes
+        for range in zeroed ?? [] where range.count == 2 {
+            let start = Int(max(0, range[0]))
+            let end = Int(min(Int64(copy.count), range[1]))
+            if start < end { for i in start..<end { copy[i] = 0 } }
+        }
+        return Digest.sha256(copy)
+    }
+}
