@@ -132,4 +132,79 @@ enum Archive {
         }
         return total
     }
+
+    /// One file read back from a cpio archive.
+    struct ReadEntry: Equatable, Sendable {
+        var path: String
+        var mode: UInt32
+        var kind: String
+        var size: Int64
+        var contents: [UInt8]?
+    }
+
+    /// Limits for reading an archive that may be hostile.
+    struct ReadLimits: Sendable {
+        var maximumEntries = 10_000
+        var maximumTotalBytes: Int64 = 256 << 20
+        var maximumKeptFileBytes = 1 << 20
+    }
+
+    /// The entries of a (compressed) cpio archive held in memory; file contents are kept for
+    /// files up to `limits.maximumKeptFileBytes` (others are read and counted, then dropped).
+    /// More entries or more decompressed bytes than the limits is `invalid-image`.
+    static func readArchive(_ bytes: [UInt8], limits: ReadLimits = ReadLimits()) throws(BootMediumError) -> [ReadEntry] {
+        guard let archive = archive_read_new() else {
+            throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
+        }
+        defer { archive_read_free(archive) }
+        archive_read_support_filter_gzip(archive)
+        archive_read_support_filter_none(archive)
+        archive_read_support_format_cpio(archive)
+        func fail(_ what: String) -> BootMediumError {
+            let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+            return BootMediumError(.invalidImage, "Archive \(what): \(text)")
+        }
+        let result: Result<[ReadEntry], BootMediumError> = bytes.withUnsafeBytes { raw in
+            guard archive_read_open_memory(archive, raw.baseAddress, raw.count) == ARCHIVE_OK else {
+                return .failure(fail("open"))
+            }
+            var entries: [ReadEntry] = []
+            var total: Int64 = 0
+            var entry: OpaquePointer?
+            let chunk = 64 << 10
+            var buffer = [UInt8](repeating: 0, count: chunk)
+            while true {
+                let status = archive_read_next_header(archive, &entry)
+                if status == ARCHIVE_EOF { break }
+                guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
+                    return .failure(fail("header"))
+                }
+                guard entries.count < limits.maximumEntries else {
+                    return .failure(BootMediumError(.invalidImage, "Archive has more than \(limits.maximumEntries) entries"))
+                }
+                let path = archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
+                let mode = UInt32(archive_entry_mode(entry))
+                let type = mode & 0o170000
+                let kind = type == 0o040000 ? "directory" : type == 0o120000 ? "symlink" : type == 0o100000 ? "file" : "special"
+                var kept: [UInt8]? = kind == "file" ? [] : nil
+                var size: Int64 = 0
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { archive_read_data(archive, $0.baseAddress, chunk) }
+                    if n < 0 { return .failure(fail("data of \(path)")) }
+                    if n == 0 { break }
+                    size += Int64(n)
+                    total += Int64(n)
+                    guard total <= limits.maximumTotalBytes else {
+                        return .failure(BootMediumError(.invalidImage, "Archive expands past \(limits.maximumTotalBytes) bytes"))
+                    }
+                    if kept != nil {
+                        if size <= Int64(limits.maximumKeptFileBytes) { kept! += buffer[0..<n] } else { kept = nil }
+                    }
+                }
+                entries.append(ReadEntry(path: path, mode: mode, kind: kind, size: size, contents: kept))
+            }
+            return .success(entries)
+        }
+        return try result.get()
+    }
 }

@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import Foundation
+
+/// Random access to an image file for the readers, with every read checked against the file's
+/// size and capped, so a hostile offset or length is an error, never a huge allocation.
+final class ImageBytes {
+    /// The largest single read a reader may ask for.
+    static let maximumRead = 64 << 20
+
+    let path: String
+    let size: Int64
+    private let fd: Int32
+
+    init(path: String) throws(BootMediumError) {
+        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        if fd < 0 { throw .io("open", path: path, errno: errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let code = errno
+            close(fd)
+            throw .io("stat", path: path, errno: code)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
+            close(fd)
+            throw BootMediumError(.invalidImage, "\(path) is not a file", context: ["path": path])
+        }
+        self.path = path
+        self.fd = fd
+        self.size = Int64(info.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// `count` bytes at `offset`; out of the image or over ``maximumRead`` is `invalid-image`.
+    func read(_ offset: Int64, _ count: Int, what: String) throws(BootMediumError) -> [UInt8] {
+        guard offset >= 0, count >= 0, count <= Self.maximumRead, offset <= size,
+            Int64(count) <= size - offset
+        else {
+            throw BootMediumError(
+                .invalidImage,
+                "\(what): \(count) bytes at offset \(offset) lie outside the image (\(size) bytes)",
+                context: ["path": path, "offset": String(offset)])
+        }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let fd = self.fd
+            let n = bytes.withUnsafeMutableBytes { raw in
+                Posix.retrying { pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+            }
+            if n < 0 { throw .io("read", path: path, errno: errno) }
+            if n == 0 {
+                throw BootMediumError(.invalidImage, "\(what): the image ends early", context: ["path": path])
+            }
+            done += n
+        }
+        return bytes
+    }
+}
+
+extension ImageBytes {
+    /// The SHA-256 (hex) of `count` bytes at `offset`, read in 1 MiB chunks, with `zeroed`
+    /// ranges (relative to `offset`) hashed as zeros.
+    func sha256(_ offset: Int64, _ count: Int64, zeroed: [[Int64]]? = nil, what: String) throws(BootMediumError) -> String {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw BootMediumError(.invalidImage, "\(what) lies outside the image", context: ["path": path])
+        }
+        var hasher = SHA256()
+        var done: Int64 = 0
+        while done < count {
+            let n = Int(min(Int64(1 << 20), count - done))
+            var chunk = try read(offset + done, n, what: what)
+            for range in zeroed ?? [] where range.count == 2 {
+                let start = max(range[0], done), end = min(range[1], done + Int64(n))
+                if start < end { for i in Int(start - done)..<Int(end - done) { chunk[i] = 0 } }
+            }
+            hasher.update(data: chunk)
+            done += Int64(n)
+        }
+        return Digest.hex(hasher.finalize())
+    }
+}
+
+/// Little-endian field access with bounds checks (out of range reads as 0).
+extension Array where Element == UInt8 {
+    func u16le(_ at: Int) -> UInt16 {
+        guard at >= 0, at + 2 <= count else { return 0 }
+        return UInt16(self[at]) | UInt16(self[at + 1]) << 8
+    }
+    func u32le(_ at: Int) -> UInt32 {
+        guard at >= 0, at + 4 <= count else { return 0 }
+        return UInt32(self[at]) | UInt32(self[at + 1]) << 8 | UInt32(self[at + 2]) << 16 | UInt32(self[at + 3]) << 24
+    }
+    func ascii(_ range: Range<Int>) -> String {
+        guard range.lowerBound >= 0, range.upperBound <= count else { return "" }
+        return String(decoding: self[range], as: UTF8.self).trimmingCharacters(in: .whitespaces.union(.controlCharacters))
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+
+/// A filesystem the inspector can list and read (ISO 9660 now; FAT and cramfs plug in here).
+protocol InspectableFileSystem {
+    /// Every regular file: path (with a leading slash) and size.
+    func files() throws(BootMediumError) -> [InspectionReport.File]
+    /// The bytes of a file (bounded by ``ImageBytes/maximumRead``).
+    func read(_ path: String) throws(BootMediumError) -> [UInt8]
+    /// The SHA-256 of a file with `zeroed` ranges hashed as zeros.
+    func sha256(_ path: String, zeroed: [[Int64]]?) throws(BootMediumError) -> String
+}
+
+extension ISO9660Reader: InspectableFileSystem {
+    private func entry(_ path: String) throws(BootMediumError) -> Entry {
+        guard let entry = try walk().first(where: { !$0.isDirectory && $0.path.lowercased() == path.lowercased() }) else {
+            throw BootMediumError(.invalidImage, "No \(path) in the image")
+        }
+        return entry
+    }
+    func files() throws(BootMediumError) -> [InspectionReport.File] {
+        try walk().filter { !$0.isDirectory }.map { InspectionReport.File(path: $0.path, size: Int64($0.size)) }
+    }
+    func read(_ path: String) throws(BootMediumError) -> [UInt8] { try contents(try entry(path)) }
+    func sha256(_ path: String, zeroed: [[Int64]]?) throws(BootMediumError) -> String {
+        let e = try entry(path)
+        return try image.sha256(Int64(e.extent) * Self.sector, Int64(e.size), zeroed: zeroed, what: path)
+    }
+}
+
+/// `bootmedium inspect`: what an image holds, read by bounded readers without mounting it.
+public enum ImageInspector {
+    /// Files of a bootmedium image that its manifest does not list.
+    static let unlisted: Set<String> = ["/boot.cat", "/" + Manifest.path]
+
+    /// Inspects the image at `path`. `showSecrets` keeps `NODE_KEY` instead of redacting it.
+    public static func inspect(path: String, showSecrets: Bool = false) throws(BootMediumError) -> InspectionReport {
+        let image = try ImageBytes(path: path)
+        guard image.size > 0 else { throw BootMediumError(.invalidImage, "\(path) is empty", context: ["path": path]) }
+        let probe = try Blkid.probe(path: path)
+        let partitions = try mbrPartitions(image)
+        switch probe.filesystem {
+        case "iso9660":
+            let iso = try ISO9660Reader(image)
+            var report = try report(
+                fs: iso, image: image, type: "iso", probe: probe, partitions: partitions, showSecrets: showSecrets)
+            report.volumeID = iso.volumeID
+            let entries = try iso.walk()
+            var boots: [InspectionReport.ElToritoEntry] = []
+            for boot in try iso.bootEntries() {
+                let file = entries.first { !$0.isDirectory && $0.extent == boot.loadRBA }
+                boots.append(
+                    InspectionReport.ElToritoEntry(
+                        platform: boot.platform, bootable: boot.bootable, emulation: boot.emulation,
+                        loadSectors: Int(boot.loadSectors), loadRBA: Int(boot.loadRBA), image: file?.path,
+                        bootInfoTable: try iso.bootInfoTable(rba: boot.loadRBA, file: file)))
+            }
+            report.elTorito = boots
+            report.efiLoader = report.efiLoader || (report.elTorito ?? []).contains { $0.platform == "UEFI" }
+            return report
+        default:
+            throw BootMediumError(
+                .invalidImage,
+                "\(path): not an image bootmedium can read (libblkid: \(probe.filesystem ?? "no filesystem")\(probe.partitionTable.map { ", \($0) partition table" } ?? ""))",
+                context: ["path": path])
+        }
+    }
+
+    /// The four primary MBR partitions, when sector 0 carries the 55 AA signature and any entry.
+    static func mbrPartitions(_ image: ImageBytes) throws(BootMediumError) -> [InspectionReport.Partition]? {
+        guard image.size >= 512 else { return nil }
+        let sector = try image.read(0, 512, what: "MBR")
+        guard sector[510] == 0x55, sector[511] == 0xAA else { return nil }
+        var result: [InspectionReport.Partition] = []
+        for i in 0..<4 {
+            let at = 446 + 16 * i
+            let type = sector[at + 4]
+            guard type != 0 else { continue }
+            result.append(
+                InspectionReport.Partition(
+                    number: i + 1, active: sector[at] == 0x80, type: String(format: "0x%02x", type),
+                    startSector: Int64(sector.u32le(at + 8)), sectors: Int64(sector.u32le(at + 12))))
+        }
+        return result.isEmpty ? nil : result
+    }
+
+    /// The parts every image type shares: files, boot configs, overlay, node config, manifest.
+    static func report(
+        fs: some InspectableFileSystem, image: ImageBytes, type: String, probe: Blkid.Probe,
+        partitions: [InspectionReport.Partition]?, showSecrets: Bool
+    ) throws(BootMediumError) -> InspectionReport {
+        let files = try fs.files()
+        func has(_ path: String) -> InspectionReport.File? { files.first { $0.path.lowercased() == path.lowercased() } }
+        var configs: [ParsedBootConfig] = []
+        for name in ["/isolinux.cfg", "/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/syslinux/syslinux.cfg"] {
+            if let file = has(name), file.size <= 1 << 16 {
+                configs.append(ParsedBootConfig(path: file.path, text: String(decoding: try fs.read(file.path), as: UTF8.self)))
+            }
+        }
+        var overlay: [InspectionReport.OverlayFile]?
+        var nodeConfig: ParsedNodeConfig?
+        if let file = has("/overlay.img") {
+            guard file.size <= 64 << 20 else { throw BootMediumError(.invalidImage, "overlay.img is larger than 64 MiB") }
+            let entries = try Archive.readArchive(try fs.read(file.path))
+            overlay = entries.map {
+                InspectionReport.OverlayFile(
+                    path: $0.path, mode: String($0.mode & 0o7777, radix: 8), kind: $0.kind, size: $0.size,
+                    sha256: $0.contents.map { Digest.sha256($0) })
+            }
+            if let plnode = entries.first(where: { $0.path == "usr/boot/plnode.txt" }), let bytes = plnode.contents {
+                nodeConfig = ParsedNodeConfig(text: String(decoding: bytes, as: UTF8.self), showSecrets: showSecrets)
+            }
+        }
+        var version: String?
+        if let file = has("/pl_version"), file.size <= 4096 {
+            version = String(decoding: try fs.read(file.path), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let efi = has("/EFI/BOOT/BOOTX64.EFI") != nil
+        return InspectionReport(
+            image: .init(path: image.path, size: image.size, type: type, filesystem: probe.filesystem, partitionTable: probe.partitionTable),
+            volumeID: nil, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: efi, files: files,
+            bootConfigs: configs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
+            manifest: try checkManifest(fs: fs, files: files))
+    }
+
+    /// Checks the embedded manifest against the files.
+    static func checkManifest(fs: some InspectableFileSystem, files: [InspectionReport.File]) throws(BootMediumError)
+        -> InspectionReport.ManifestCheck
+    {
+        guard let file = files.first(where: { $0.path == "/" + Manifest.path }) else {
+            return .init(status: "missing", problems: [], manifest: nil)
+        }
+        guard file.size <= 1 << 20 else {
+            return .init(status: "invalid", problems: ["the manifest is larger than 1 MiB"], manifest: nil)
+        }
+        let manifest: Manifest
+        do throws(BootMediumError) {
+            manifest = try Manifest.decode(try fs.read(file.path))
+        } catch {
+            return .init(status: "invalid", problems: [error.message], manifest: nil)
+        }
+        guard manifest.schema == Manifest.schemaID else {
+            return .init(status: "invalid", problems: ["unknown manifest schema \(manifest.schema)"], manifest: manifest)
+        }
+        var problems: [String] = []
+        var listed: Set<String> = []
+        for entry in manifest.files {
+            let path = "/" + entry.path
+            listed.insert(path.lowercased())
+            guard let actual = files.first(where: { $0.path.lowercased() == path.lowercased() }) else {
+                problems.append("\(entry.path): listed in the manifest, missing from the image")
+                continue
+            }
+            if actual.size != entry.size {
+                problems.append("\(entry.path): size \(actual.size), manifest says \(entry.size)")
+                continue
+            }
+            let digest = try fs.sha256(actual.path, zeroed: entry.zeroed)
+            if digest != entry.sha256 { problems.append("\(entry.path): SHA-256 differs from the manifest") }
+        }
+        for actual in files where !listed.contains(actual.path.lowercased()) && !unlisted.contains(actual.path.lowercased()) {
+            if !actual.path.lowercased().hasPrefix("/ldlinux.") {
+                problems.append("\(actual.path.dropFirst()): in the image, not in the manifest")
+            }
+        }
+        return .init(status: problems.isEmpty ? "ok" : "mismatch", problems: problems, manifest: manifest)
+    }
+}

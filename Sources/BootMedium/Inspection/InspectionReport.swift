@@ -1,0 +1,111 @@
+/// What `bootmedium inspect` reports about an image. The JSON form follows the versioned schema
+/// `docs/inspect-schema.json` (``schemaID``); fields absent for an image type are omitted.
+public struct InspectionReport: Codable, Equatable, Sendable {
+    /// The schema identifier of this report's JSON.
+    public static let schemaID = "bootmedium-inspect/1"
+
+    /// The image file.
+    public struct Image: Codable, Equatable, Sendable {
+        public var path: String
+        public var size: Int64
+        /// `iso`, `usb` (FAT superfloppy), `usb_partition` (MBR disk), `cramfs` or `unknown`.
+        public var type: String
+        /// libblkid's filesystem type (`iso9660`, `vfat`, `cramfs`).
+        public var filesystem: String?
+        /// libblkid's partition table type (`dos`, `gpt`).
+        public var partitionTable: String?
+    }
+    /// An El Torito boot entry.
+    public struct ElToritoEntry: Codable, Equatable, Sendable {
+        public var platform: String
+        public var bootable: Bool
+        public var emulation: String
+        public var loadSectors: Int
+        public var loadRBA: Int
+        public var image: String?
+        public var bootInfoTable: Bool
+    }
+    /// An MBR partition.
+    public struct Partition: Codable, Equatable, Sendable {
+        public var number: Int
+        public var active: Bool
+        public var type: String
+        public var startSector: Int64
+        public var sectors: Int64
+    }
+    /// SYSLINUX on a FAT filesystem.
+    public struct Syslinux: Codable, Equatable, Sendable {
+        public var installed: Bool
+        public var version: String?
+    }
+    /// A file of the image's filesystem.
+    public struct File: Codable, Equatable, Sendable {
+        public var path: String
+        public var size: Int64
+    }
+    /// A file of the overlay archive.
+    public struct OverlayFile: Codable, Equatable, Sendable {
+        public var path: String
+        public var mode: String
+        public var kind: String
+        public var size: Int64
+        public var sha256: String?
+    }
+    /// The embedded manifest, checked against the image.
+    public struct ManifestCheck: Codable, Equatable, Sendable {
+        /// `ok`, `mismatch`, `missing` or `invalid`.
+        public var status: String
+        /// One line per difference.
+        public var problems: [String]
+        public var manifest: Manifest?
+    }
+
+    public var schema = InspectionReport.schemaID
+    public var image: Image
+    public var volumeID: String?
+    public var elTorito: [ElToritoEntry]?
+    public var partitions: [Partition]?
+    public var syslinux: Syslinux?
+    public var efiLoader: Bool
+    public var files: [File]
+    public var bootConfigs: [ParsedBootConfig]
+    public var overlay: [OverlayFile]?
+    public var nodeConfig: ParsedNodeConfig?
+    public var bootcdVersion: String?
+    public var manifest: ManifestCheck
+
+    /// The short human form.
+    public var summary: String {
+        var lines: [String] = []
+        let mib = String(format: "%.1f MiB", Double(image.size) / 1_048_576)
+        lines.append("image     \(image.path) (\(mib)): \(image.type)"
+            + [image.filesystem, image.partitionTable.map { "\($0) partition table" }].compactMap { $0 }.map { ", " + $0 }.joined())
+        if let volumeID { lines.append("volume    \(volumeID)") }
+        if let bootcdVersion { lines.append("bootcd    \(bootcdVersion)") }
+        for entry in elTorito ?? [] {
+            lines.append("el torito \(entry.platform) \(entry.bootable ? "bootable" : "not bootable"), emulation \(entry.emulation), load \(entry.loadSectors) sectors from \(entry.image ?? "block \(entry.loadRBA)")\(entry.bootInfoTable ? ", boot info table" : "")")
+        }
+        for p in partitions ?? [] {
+            lines.append("partition \(p.number)\(p.active ? " (active)" : "") type \(p.type), sectors \(p.startSector)+\(p.sectors)")
+        }
+        if let syslinux { lines.append("syslinux  \(syslinux.installed ? "installed" + (syslinux.version.map { " (\($0))" } ?? "") : "not installed")") }
+        if efiLoader { lines.append("efi       loader present") }
+        for config in bootConfigs {
+            let serial = config.serial.map { ", serial \($0.port) \($0.baud.map(String.init) ?? "")" } ?? ""
+            lines.append("config    \(config.path): default \(config.defaultLabel ?? "-")\(serial)")
+            if let entry = config.defaultEntry {
+                lines.append("          kernel \(entry.kernel ?? "-"), initrd \(entry.initrds.joined(separator: ",")), append \(entry.append.joined(separator: " "))")
+            }
+        }
+        if let overlay { lines.append("overlay   \(overlay.filter { $0.kind == "file" }.count) files") }
+        if let node = nodeConfig {
+            let host = [node.value("HOST_NAME"), node.value("DOMAIN_NAME")].compactMap { $0 }.joined(separator: ".")
+            lines.append("node      \(host) (\(node.value("IP_METHOD") ?? "?"))\(node.value("NODE_ID").map { ", NODE_ID \($0), key \(node.value("NODE_KEY") ?? "none")" } ?? "")")
+        } else if overlay != nil {
+            lines.append("node      none (generic image)")
+        }
+        lines.append("manifest  \(manifest.status)\(manifest.manifest.map { " (\($0.files.count) files, \($0.tool))" } ?? "")")
+        for problem in manifest.problems { lines.append("          - \(problem)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
