@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+@testable import BootMedium
+
+/// `bootmedium inspect`: reports checked against independent readers, manifest tampering,
+/// and a corpus of hostile images.
+@Suite(.serialized) struct InspectTests {
+    func inspectCLI(_ image: String, json: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
+        let r = try runProcess(bootmediumExecutable, ["inspect", image] + (json ? ["--json"] : []))
+        return (r.status, String(decoding: r.stdout, as: UTF8.self), r.stderr)
+    }
+
+    @Test func reportsOurISOAsIndependentReadersSeeIt() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("node-iso", options: ["serial:ttyS1:9600"], name: "i.iso")
+        let report = try ImageInspector.inspect(path: iso)
+        #expect(report.image.type == "iso")
+        #expect(report.image.filesystem == "iso9660")
+        #expect(report.volumeID == "DEMOPLC_5_4_DEMO")
+        #expect(report.bootcdVersion == "DemoPLC BootCD 5.4-demo")
+        // Files: the same list isoinfo gives.
+        let isoinfo = String(decoding: try runProcess("/usr/bin/isoinfo", ["-R", "-f", "-i", iso]).stdout, as: UTF8.self)
+        #expect(Set(report.files.map(\.path)) == Set(isoinfo.split(separator: "\n").map(String.init)))
+        // Boot records: El Torito as xorriso reports it, and the isohybrid MBR partition as sfdisk.
+        let boot = try #require(report.elTorito?.first)
+        #expect(boot.platform == "BIOS" && boot.bootable && boot.emulation == "none" && boot.loadSectors == 4)
+        #expect(boot.image == "/isolinux.bin" && boot.bootInfoTable)
+        let sfdisk = String(decoding: try runProcess("/sbin/sfdisk", ["--dump", iso]).stdout, as: UTF8.self)
+        let part = try #require(report.partitions?.first)
+        let dumpLine = try #require(sfdisk.split(separator: "\n").first { $0.contains("start=") })
+        let fields = dumpLine.split(separator: ":")[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(fields.contains("start=\(part.startSector)") || fields.contains { $0.replacingOccurrences(of: " ", with: "") == "start=\(part.startSector)" })
+        #expect(fields.contains { $0.replacingOccurrences(of: " ", with: "") == "size=\(part.sectors)" })
+        #expect(fields.contains { $0.replacingOccurrences(of: " ", with: "") == "type=17" })
+        #expect(sfdisk.contains("size=") && sfdisk.contains("bootable"), "\(sfdisk)")
+        #expect(part.active && part.type == "0x17")
+        // Boot config parsed.
+        let config = try #require(report.bootConfigs.first)
+        #expect(config.path == "/isolinux.cfg" && config.serial == .init(port: 1, baud: 9600))
+        #expect(config.defaultEntry?.kernel == "kernel")
+        #expect(config.defaultEntry?.initrds == ["bootcd.img", "overlay.img"])
+        #expect(config.defaultEntry?.append.contains("console=ttyS1,9600n8") == true)
+        // Overlay and node config, key redacted unless asked.
+        #expect(report.overlay?.contains { $0.path == "usr/boot/plnode.txt" && $0.mode == "600" } == true)
+        #expect(report.nodeConfig?.value("NODE_KEY") == "<redacted>")
+        #expect(report.nodeConfig?.value("HOST_NAME") == "node1")
+        let secret = try ImageInspector.inspect(path: iso, showSecrets: true)
+        #expect(secret.nodeConfig?.value("NODE_KEY") == (try demo.nodeKey(1)))
+        #expect(report.manifest.status == "ok" && report.manifest.problems.isEmpty)
+        // The CLI: human form and JSON with the schema id.
+        let human = try inspectCLI(iso)
+        #expect(human.status == 0 && human.stdout.contains("manifest  ok"))
+        #expect(!human.stdout.contains(try #require(try demo.nodeKey(1))))
+        let json = try inspectCLI(iso, json: true)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
+        #expect(object["schema"] as? String == "bootmedium-inspect/1")
+    }
+
+    @Test func readsAnISOMadeByXorrisoToo() throws {
+        let root = try DemoRoot.path()
+        let dir = FileManager.default.temporaryDirectory.path + "/xo-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try runProcess(packageDirectory + "/tools/fixture-iso", [root, dir + "/x.iso"]).status == 0)
+        let report = try ImageInspector.inspect(path: dir + "/x.iso")
+        #expect(report.manifest.status == "missing")
+        #expect(report.elTorito?.first?.bootInfoTable == true)
+        #expect(report.nodeConfig != nil)
+    }
+
+    @Test func aChangedByteIsAManifestMismatch() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("generic-iso", node: nil, name: "t.iso")
+        // Find the kernel's extent with isoinfo's listing and change one byte there.
+        let listing = String(decoding: try runProcess("/usr/bin/isoinfo", ["-R", "-l", "-i", iso]).stdout, as: UTF8.self)
+        let line = try #require(listing.split(separator: "\n").first { $0.hasSuffix(" kernel ") || $0.hasSuffix(" kernel") })
+        let lba = try #require(Int(line.split(separator: "[")[1].split(separator: " ").first!))
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: iso))
+        try handle.seek(toOffset: UInt64(lba * 2048 + 1000))
+        let old = try handle.read(upToCount: 1)![0]
+        try handle.seek(toOffset: UInt64(lba * 2048 + 1000))
+        try handle.write(contentsOf: Data([old ^ 0xFF]))
+        try handle.close()
+        let report = try ImageInspector.inspect(path: iso)
+        #expect(report.manifest.status == "mismatch")
+        #expect(report.manifest.problems == ["kernel: SHA-256 differs from the manifest"])
+        let cli = try inspectCLI(iso)
+        #expect(cli.status == 1)
+        #expect(cli.stdout.contains("- kernel: SHA-256 differs from the manifest"))
+    }
+
+    /// ≥ 50 hostile images (Tests/Hostile/make-corpus): each ends in a clear error or a report,
+    /// within 2 s and 256 MiB, never a crash.
+    @Test func hostileCorpusFailsCleanlyInBoundedTimeAndMemory() async throws {
+        let demo = try DemoCopy()
+        let seed = try await demo.build("generic-iso", node: nil, name: "seed.iso")
+        let dir = demo.path + "/corpus"
+        let made = try runProcess(packageDirectory + "/Tests/Hostile/make-corpus", [seed, dir])
+        #expect(made.status == 0, "\(made.stderr)")
+        let cases = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(cases.count >= 50)
+        var errors = 0
+        for name in cases {
+            let start = Date()
+            let r = try runProcess("/usr/bin/time", ["-f", "%M", bootmediumExecutable, "inspect", dir + "/" + name])
+            let elapsed = Date().timeIntervalSince(start)
+            let lines = r.stderr.split(separator: "\n")
+            let rssKiB = Int(lines.last ?? "") ?? Int.max
+            #expect(elapsed < 2, "\(name): \(elapsed) s")
+            #expect(rssKiB < 256 * 1024, "\(name): \(rssKiB) KiB")
+            #expect(!r.stderr.contains("signal"), "\(name): \(r.stderr)")
+            if r.status == 0 || (r.status == 1 && r.stdout.count > 0 && !r.stderr.contains("error[")) {
+                // A report (the image was readable, possibly with a manifest problem).
+                #expect(!r.stdout.isEmpty, "\(name)")
+            } else {
+                errors += 1
+                #expect(lines.first?.hasPrefix("error[invalid-image]: ") == true, "\(name): \(r.stderr)")
+            }
+        }
+        #expect(errors >= 40)
+        // The ones that lie about content are caught by the manifest.
+        let lie = try inspectCLI(dir + "/" + (cases.first { $0.hasSuffix("kernel-byte-changed.iso") })!)
+        #expect(lie.status == 1 && lie.stdout.contains("kernel: SHA-256 differs"))
+    }
+}
