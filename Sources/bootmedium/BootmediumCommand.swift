@@ -9,7 +9,7 @@ struct BootmediumCommand: AsyncParsableCommand {
         commandName: "bootmedium",
         abstract: "Builds boot media (node configs, ISO and USB images) for PlanetLab-style nodes.",
         version: BootMediumVersion.string,
-        subcommands: [BuildCommand.self, InspectCommand.self])
+        subcommands: [BuildCommand.self, InspectCommand.self, VerifyCommand.self])
 
     /// Parses and runs; a usage error is one `error[usage]: ...` line like every other error.
     static func main() async {

@@ -43,6 +43,10 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var console: String?
     /// The extra kernel arguments, in order.
     public var kernelArguments: [String]
+    /// The request's options (node tags are not included: they are read again by `verify`).
+    public var options: [String]?
+    /// The node's id, for node images.
+    public var nodeID: Int?
     /// Every other file of the image.
     public var files: [File]
 
@@ -73,6 +77,7 @@ public struct Manifest: Codable, Equatable, Sendable {
             action: plan.action.rawValue, imageType: plan.imageType?.rawValue ?? "text",
             nodefamily: plan.nodefamily.name, bootcdVersion: plan.tree?.version ?? "",
             console: plan.console?.spec, kernelArguments: plan.kernelCommandLine.arguments,
+            options: plan.options, nodeID: plan.node?.nodeID,
             files: files.sorted { $0.path < $1.path })
     }
 

@@ -76,6 +76,8 @@ public struct BootPlan: Sendable {
     public let root: PLCRoot
     /// Timestamps.
     public let clock: BuildClock
+    /// The request's option strings, as given.
+    public let options: [String]
 
     /// The serial console, if any.
     public var console: SerialConsole? { kernelCommandLine.console }

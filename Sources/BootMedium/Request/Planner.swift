@@ -163,7 +163,8 @@ public struct Planner: Sendable {
         return BootPlan(
             action: action, imageType: imageType, kernelCommandLine: kernelCommandLine,
             nodefamily: nodefamily, tree: tree, output: output, node: node,
-            nodeConfig: nodeConfig, configuration: configuration, root: root, clock: clock)
+            nodeConfig: nodeConfig, configuration: configuration, root: root, clock: clock,
+            options: request.options)
     }
 
     private func resolveOutput(
