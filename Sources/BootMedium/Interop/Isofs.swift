@@ -130,33 +130,27 @@ enum Isofs {
         stamp(root, time, mode: 0o555)
 
         for file in layout.files {
-            var node: OpaquePointer?
+            let stream: UnsafeMutablePointer<IsoStream>?
             switch file.source {
             case .path(let path):
-                let stream = try IsofsFileStream.make(path: path)
-                var fileNode: OpaquePointer?
-                let added = iso_tree_add_new_file(root, file.name, stream, &fileNode)
-                if added < 0 {
-                    iso_stream_unref(stream)
-                    throw failure("add \(file.name) from \(path)", added)
-                }
-                node = fileNode
+                stream = try IsofsFileStream.make(path: path)
             case .bytes(let bytes):
+                // libisofs owns (and frees) the buffer of a memory stream.
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
                 bytes.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: $0.count) }
-                var stream: UnsafeMutablePointer<IsoStream>?
-                let code = iso_memory_stream_new(buffer, bytes.count, &stream)
+                var memory: UnsafeMutablePointer<IsoStream>?
+                let code = iso_memory_stream_new(buffer, bytes.count, &memory)
                 if code < 0 {
                     free(buffer)
                     throw failure("add \(file.name)", code)
                 }
-                var fileNode: OpaquePointer?
-                let added = iso_tree_add_new_file(root, file.name, stream, &fileNode)
-                if added < 0 {
-                    iso_stream_unref(stream)
-                    throw failure("add \(file.name)", added)
-                }
-                node = fileNode
+                stream = memory
+            }
+            var node: OpaquePointer?
+            let added = iso_tree_add_new_file(root, file.name, stream, &node)
+            if added < 0 {
+                iso_stream_unref(stream)
+                throw failure("add \(file.name)", added)
             }
             stamp(node, time, mode: 0o444)
         }
