@@ -24,7 +24,9 @@ enum ImageWriters {
     static func writer(for type: ImageType) -> (any ImageWriter)? {
         switch type {
         case .iso: ISOImageWriter()
-        case .usb, .usbPartition, .isoCramfs, .usbCramfs: nil
+        case .usb: USBImageMediumWriter(partitioned: false)
+        case .usbPartition: USBImageMediumWriter(partitioned: true)
+        case .isoCramfs, .usbCramfs: nil
         }
     }
 }

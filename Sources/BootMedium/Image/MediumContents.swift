@@ -1,0 +1,91 @@
+import Crypto
+import Foundation
+
+/// One file of a medium, before it is laid out in an ISO or a FAT volume.
+struct MediumFile: Sendable {
+    /// The name in the medium's root directory.
+    let name: String
+    /// Where the bytes come from.
+    let source: ISOFile.Source
+    /// Byte ranges the image writer patches after layout (hashed as zeros in the manifest).
+    var zeroed: [[Int64]]? = nil
+}
+
+/// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
+/// boot config rendered from the one template, `pl_version`, the tree's kernel and bootcd.img,
+/// and the manifest listing them.
+struct MediumContents {
+    /// The files in medium order, the manifest last.
+    let files: [MediumFile]
+    /// The manifest.
+    let manifest: Manifest
+
+    /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
+    /// the boot loader files of the image type.
+    static func prepare(
+        _ inputs: ImageInputs, configName: String, extra: [MediumFile], cancellation: CancellationFlag
+    ) throws(BootMediumError) -> MediumContents {
+        let plan = inputs.plan
+        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
+        let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
+        let bootcdSize = try TreeFileFacts.uncompressedSize(
+            of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+        let config = try BootConfig.render(
+            plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
+        var files: [MediumFile] = [
+            MediumFile(name: "kernel", source: .path(tree.kernelPath)),
+            MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
+            MediumFile(name: "overlay.img", source: .bytes(overlay.bytes)),
+            MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8))),
+        ] + extra
+        files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
+        var entries: [Manifest.File] = []
+        for file in files {
+            switch file.source {
+            case .bytes(let bytes):
+                entries.append(
+                    Manifest.File(
+                        path: file.name, size: Int64(bytes.count),
+                        sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed))
+            case .path(let path):
+                var info = stat()
+                guard stat(path, &info) == 0 else {
+                    throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+                }
+                let digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: digest, zeroed: nil))
+            }
+        }
+        let manifest = Manifest.of(plan, files: entries)
+        files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
+        return MediumContents(files: files, manifest: manifest)
+    }
+
+    /// Reads a tree file whole (small boot loader files).
+    static func read(_ path: String) throws(BootMediumError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+        }
+        return Array(data)
+    }
+
+    /// A 32-bit identity (volume serial, disk signature) for `purpose`: derived from the plan's
+    /// inputs (not the node key) when `SOURCE_DATE_EPOCH` is set, random otherwise.
+    static func identity(_ plan: BootPlan, purpose: String) -> UInt32 {
+        guard let epoch = plan.clock.sourceDateEpoch else {
+            var generator = SystemRandomNumberGenerator()
+            return UInt32(truncatingIfNeeded: generator.next())
+        }
+        let text = [purpose, plan.action.rawValue, plan.imageType?.rawValue ?? "", plan.node?.hostname ?? "",
+                    plan.nodefamily.name, plan.tree?.version ?? "", plan.kernelCommandLine.appendArguments,
+                    String(epoch)].joined(separator: "\0")
+        let digest = Array(SHA256.hash(data: Array(text.utf8)))
+        return UInt32(digest[0]) | UInt32(digest[1]) << 8 | UInt32(digest[2]) << 16 | UInt32(digest[3]) << 24
+    }
+
+    /// `<PLC_NAME>_<version>` in upper-case letters, digits and `_`, at most `length` characters.
+    static func label(_ plan: BootPlan, length: Int) -> String {
+        let text = "\(plan.configuration.plcName ?? "BOOTCD")_\(plan.tree?.version ?? "")".uppercased()
+        return String(text.map { ($0.isASCII && ($0.isLetter || $0.isNumber)) ? $0 : "_" }.prefix(length))
+    }
+}

@@ -1,0 +1,30 @@
+/// Writes `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) images (BEHAVIOUR.md §5.3)
+/// with the pure-Swift FAT writer and SYSLINUX installer: the same files as the ISO with
+/// `syslinux.cfg` (the same template as `isolinux.cfg`) and the tree's SYSLINUX payload.
+struct USBImageMediumWriter: ImageWriter {
+    let partitioned: Bool
+
+    func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag)
+        throws(BootMediumError)
+    {
+        let plan = inputs.plan
+        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
+        let contents = try MediumContents.prepare(inputs, configName: "syslinux.cfg", extra: [], cancellation: cancellation)
+        var files: [FATFileSpec] = []
+        for file in contents.files {
+            switch file.source {
+            case .bytes(let bytes): files.append(FATFileSpec(path: [file.name], bytes: bytes))
+            case .path(let path): files.append(try FATFileSpec.file(path: [file.name], contentsOf: path))
+            }
+        }
+        let payload = try SyslinuxPayload.load(directory: tree.path + "/syslinux")
+        let partitioning: USBPartitioning =
+            partitioned
+            ? .mbr(bootCode: try MediumContents.read(tree.mbrPath), diskSignature: MediumContents.identity(plan, purpose: "disk signature"))
+            : .superfloppy
+        let options = USBImageOptions(
+            label: MediumContents.label(plan, length: 11), volumeID: MediumContents.identity(plan, purpose: "volume id"),
+            timestamp: plan.clock.now, partitioning: partitioning)
+        try USBImageWriter.write(files: files, syslinux: payload, options: options, to: sink, cancellation: cancellation)
+    }
+}
