@@ -57,6 +57,33 @@ import Testing
         #expect(object["schema"] as? String == "bootmedium-inspect/1")
     }
 
+    @Test(arguments: [false, true])
+    func reportsOurUSBImagesAsMtoolsAndSfdiskSeeThem(partitioned: Bool) async throws {
+        let demo = try DemoCopy()
+        let image = try await demo.build("node-usb", options: partitioned ? ["partition", "serial"] : ["serial"], name: "u.usb")
+        let report = try ImageInspector.inspect(path: image)
+        #expect(report.image.type == (partitioned ? "usb_partition" : "usb"))
+        #expect(report.image.filesystem == "vfat")
+        #expect(report.syslinux == .init(installed: true, version: "SYSLINUX 6.04"))
+        #expect(report.manifest.status == "ok", "\(report.manifest.problems)")
+        #expect(report.bootConfigs.first?.path == "/syslinux.cfg")
+        #expect(report.bootConfigs.first?.serial == .init(port: 0, baud: 115200))
+        #expect(report.nodeConfig?.value("NODE_ID") == "1")
+        // The file list mtools gives (hidden files included).
+        let target = partitioned ? "\(image)@@\(32 * 512)" : image
+        let mdir = try runProcess("/usr/bin/mdir", ["-a", "-b", "-i", target, "::/"], environment: ["MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"])
+        let listed = Set(String(decoding: mdir.stdout, as: UTF8.self).split(separator: "\n").map { String($0.dropFirst(3)).lowercased() })
+        #expect(Set(report.files.map { String($0.path.dropFirst()).lowercased() }) == listed)
+        if partitioned {
+            let part = try #require(report.partitions?.first)
+            #expect(part.active && part.startSector == 32)
+            let dump = String(decoding: try runProcess("/sbin/sfdisk", ["--dump", image]).stdout, as: UTF8.self)
+            #expect(dump.contains("start=          32, size=\(String(repeating: " ", count: max(0, 12 - String(part.sectors).count)))\(part.sectors)"), "\(dump)")
+        } else {
+            #expect(report.partitions == nil)
+        }
+    }
+
     @Test func readsAnISOMadeByXorrisoToo() throws {
         let root = try DemoRoot.path()
         let dir = FileManager.default.temporaryDirectory.path + "/xo-" + UUID().uuidString
@@ -95,11 +122,12 @@ import Testing
     @Test func hostileCorpusFailsCleanlyInBoundedTimeAndMemory() async throws {
         let demo = try DemoCopy()
         let seed = try await demo.build("generic-iso", node: nil, name: "seed.iso")
+        let usbSeed = try await demo.build("generic-usb", node: nil, name: "seed.usb")
         let dir = demo.path + "/corpus"
-        let made = try runProcess(packageDirectory + "/Tests/Hostile/make-corpus", [seed, dir])
+        let made = try runProcess(packageDirectory + "/Tests/Hostile/make-corpus", [seed, dir, usbSeed])
         #expect(made.status == 0, "\(made.stderr)")
         let cases = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        #expect(cases.count >= 50)
+        #expect(cases.count >= 65)
         var errors = 0
         for name in cases {
             let start = Date()

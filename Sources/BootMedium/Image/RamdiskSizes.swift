@@ -92,6 +92,13 @@ enum Digest {
         bytes.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// An incremental SHA-256.
+    struct Hasher {
+        private var state = SHA256()
+        mutating func update(_ bytes: [UInt8]) { state.update(data: bytes) }
+        func finalize() -> String { Digest.hex(state.finalize()) }
+    }
+
     /// The SHA-256 of `bytes`, hex.
     static func sha256(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
 

@@ -37,7 +37,7 @@ public enum ImageInspector {
         let image = try ImageBytes(path: path)
         guard image.size > 0 else { throw BootMediumError(.invalidImage, "\(path) is empty", context: ["path": path]) }
         let probe = try Blkid.probe(path: path)
-        let partitions = try mbrPartitions(image)
+        let partitions = probe.partitionTable == "dos" ? try mbrPartitions(image) : nil
         switch probe.filesystem {
         case "iso9660":
             let iso = try ISO9660Reader(image)
@@ -56,6 +56,24 @@ public enum ImageInspector {
             }
             report.elTorito = boots
             report.efiLoader = report.efiLoader || (report.elTorito ?? []).contains { $0.platform == "UEFI" }
+            return report
+        case "vfat":
+            let fat = try FATReader(image)
+            var report = try report(
+                fs: fat, image: image, type: "usb", probe: probe, partitions: partitions, showSecrets: showSecrets)
+            report.volumeID = probe.label
+            report.syslinux = try fat.syslinux()
+            return report
+        case nil where probe.partitionTable == "dos":
+            let fatTypes: Set<String> = ["0x04", "0x06", "0x0b", "0x0c", "0x0e"]
+            guard let part = partitions?.first(where: { fatTypes.contains($0.type) }) else {
+                throw BootMediumError(.invalidImage, "\(path): an MBR disk without a FAT partition", context: ["path": path])
+            }
+            let fat = try FATReader(image, offset: part.startSector * 512)
+            var report = try report(
+                fs: fat, image: image, type: "usb_partition", probe: probe, partitions: partitions, showSecrets: showSecrets)
+            report.image.filesystem = "vfat"
+            report.syslinux = try fat.syslinux()
             return report
         default:
             throw BootMediumError(
