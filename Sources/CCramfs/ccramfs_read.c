@@ -3,9 +3,10 @@
  *
  * Every access to the image goes through cc_rd(), which refuses anything outside
  * [0, limit) (limit = superblock size for version-2 images, else the image length).
- * Allocations: the reader (~30 KiB incl. zlib state), and for ccramfs_walk() a bitmap of
- * limit/32 bytes, a frame stack of CCRAMFS_MAX_DEPTH frames and, with VERIFY_DATA, a table with
- * one slot per distinct data region seen (at most one per inode).
+ * Allocations: the reader (~30 KiB + zlib's 7 KiB state and 32 KiB window), and for
+ * ccramfs_walk() a bitmap of limit/32 bytes, a stack of CCRAMFS_MAX_DEPTH frames (~150 KiB) and,
+ * with VERIFY_DATA, a hash table of the distinct data regions seen (8 bytes per slot, at most
+ * 2 * CCRAMFS_MAX_WALK_ENTRIES slots: <= 32 MiB, and only for images holding that many inodes).
  */
 #include "ccramfs_internal.h"
 
@@ -632,6 +633,7 @@ ccramfs_status ccramfs_walk(ccramfs_reader *r, uint32_t flags, ccramfs_walk_fn f
         goto out;
     }
     uint32_t depth = 1;
+    uint64_t count = 1;
     ccramfs_node node;
     while (depth > 0) {
         f = &frames[depth - 1];
@@ -642,6 +644,11 @@ ccramfs_status ccramfs_walk(ccramfs_reader *r, uint32_t flags, ccramfs_walk_fn f
             continue;
         }
         if (st) goto out;
+        if (++count > CCRAMFS_MAX_WALK_ENTRIES) {
+            cc_msg(r->err, sizeof r->err, "more than %u inodes", CCRAMFS_MAX_WALK_ENTRIES);
+            st = CCRAMFS_ERR_TOO_MANY_ENTRIES;
+            goto out;
+        }
         /* the entry's size: 12 + its stored (padded) name length */
         uint64_t esz = (uint64_t)f->cursor - (node.handle - f->dir.offset);
         if ((st = cc_claim(w, node.handle, node.handle + esz, "directory entry", node.name)))
@@ -684,6 +691,12 @@ ccramfs_status ccramfs_walk(ccramfs_reader *r, uint32_t flags, ccramfs_walk_fn f
             c->dir = node;
             c->plen = plen;
         }
+    }
+    if ((flags & CCRAMFS_WALK_STRICT) && r->info.fsid_version_2 && count != r->info.files) {
+        cc_msg(r->err, sizeof r->err, "superblock counts %u inodes but the tree has %llu",
+               r->info.files, (unsigned long long)count);
+        st = CCRAMFS_ERR_CORRUPT;
+        goto out;
     }
     if ((flags & CCRAMFS_WALK_STRICT) && w->start_data != UINT64_MAX) {
         uint64_t root_end = w->end_dir ? w->end_dir : r->start + CRAMFS_SUPER_SIZE;

@@ -18,21 +18,26 @@
  *      checked against the cramfs limits when the entry is added.
  *   2. ccramfs_write(): sorts directories, lays out the metadata in memory, pulls regular-file
  *      content through the read callback one 4 KiB page at a time, compresses each page and
- *      pushes the image through the output callback. Memory: metadata + a few pages (plus 2
- *      bytes per data block with CCRAMFS_WRITE_SEQUENTIAL). Same tree + same content + same
- *      options -> identical bytes. With default options the image is byte-identical to what
- *      mkfs.cramfs (util-linux 2.38, same zlib) makes from the same tree, as long as the tree has
- *      no two distinct entries with identical content (mkfs.cramfs always shares those; see
- *      CCRAMFS_WRITE_DEDUPLICATE).
+ *      pushes the image through the output callback. Memory: the metadata image (12 bytes +
+ *      padded name per entry), ~40 bytes of bookkeeping per entry and ~50 KiB of buffers (plus
+ *      2 bytes per data block with CCRAMFS_WRITE_SEQUENTIAL); file data is never held beyond one
+ *      4 KiB page. Same tree + same content + same options -> identical bytes.
+ *      The image is byte-identical to what mkfs.cramfs (util-linux 2.38, same zlib) makes from
+ *      the same tree staged on disk: with default options when no two files/symlinks other than
+ *      hard links have identical content, and with CCRAMFS_WRITE_DEDUPLICATE when identical
+ *      content always comes with identical mode/uid/gid (mkfs.cramfs shares identical content
+ *      regardless of attributes, which makes the kernel merge those inodes; we do not).
  *
  * READER (for untrusted images)
  *   ccramfs_open_memory()/ccramfs_open_callback() check the superblock and the CRC; then
  *   ccramfs_root(), ccramfs_readdir(), ccramfs_lookup(), ccramfs_read(), ccramfs_readlink(),
  *   ccramfs_walk(). Every offset, size, name and block pointer is bounds-checked against the
- *   image; the walk refuses loops/overlapping directories (each metadata byte is visited at most
- *   once), depth > CCRAMFS_MAX_DEPTH and paths > CCRAMFS_MAX_PATH; allocations never exceed a
- *   fixed amount plus image_size/32 bytes (the walk's visited bitmap). Errors are status codes
- *   plus a message (ccramfs_reader_error()).
+ *   image; the walk refuses loops/overlapping directories or data (each byte of metadata and
+ *   data is claimed at most once, so the work is linear in the image size), depth >
+ *   CCRAMFS_MAX_DEPTH, paths > CCRAMFS_MAX_PATH and more than CCRAMFS_MAX_WALK_ENTRIES inodes.
+ *   Nothing is allocated from sizes read out of the image: open takes ~70 KiB; a walk adds
+ *   image_size/32 bytes (visited bitmap), ~150 KiB of frames and, with VERIFY_DATA, 8-32 bytes
+ *   per distinct data region. Errors are status codes plus a message (ccramfs_reader_error()).
  */
 #ifndef CCRAMFS_H
 #define CCRAMFS_H
@@ -67,7 +72,7 @@ typedef enum ccramfs_status {
     CCRAMFS_ERR_DEVICE_RANGE = 12,       /* device major or minor > 255 */
     CCRAMFS_ERR_SYMLINK_TARGET = 13,     /* symlink target empty, > 4095 bytes or has a NUL */
     CCRAMFS_ERR_IMAGE_TOO_LARGE = 14,    /* metadata or a data start offset >= 256 MiB */
-    CCRAMFS_ERR_TOO_MANY_ENTRIES = 15,
+    CCRAMFS_ERR_TOO_MANY_ENTRIES = 15,   /* writer: > 16 M entries; walk: > CCRAMFS_MAX_WALK_ENTRIES */
     CCRAMFS_ERR_READ_CALLBACK = 16,      /* the read callback returned nonzero */
     CCRAMFS_ERR_OUTPUT_CALLBACK = 17,    /* the output callback returned nonzero */
     CCRAMFS_ERR_ZLIB = 18,               /* zlib failed to initialise or compress */
@@ -107,6 +112,7 @@ const char *ccramfs_status_name(ccramfs_status status);
 #define CCRAMFS_MAX_OFFSET 0x0FFFFFFCu        /* 26-bit offset in 4-byte units: < 256 MiB */
 #define CCRAMFS_MAX_DEPTH 256u                /* reader: directory nesting */
 #define CCRAMFS_MAX_PATH 4096u                /* reader: bytes of a path given to the walk */
+#define CCRAMFS_MAX_WALK_ENTRIES 2097152u     /* reader: inodes visited by one walk */
 
 /* File types (Linux st_mode values); the mode passed in is type | permission bits (07777). */
 #define CCRAMFS_S_IFMT 0170000u
@@ -318,8 +324,9 @@ ccramfs_status ccramfs_readlink(ccramfs_reader *reader, const ccramfs_node *link
 /** Walk flags. */
 #define CCRAMFS_WALK_VERIFY_DATA 0x1u  /* decompress every file and symlink, check lengths */
 #define CCRAMFS_WALK_STRICT 0x2u       /* also: sorted unique names, zero offset for devices/
-                                          fifos/sockets/empty files, directory area directly
-                                          followed by the data area (as fsck.cramfs demands) */
+                                          fifos/sockets/empty files, inode count equal to
+                                          fsid.files, directory area directly followed by the
+                                          data area (as fsck.cramfs demands) */
 
 /**
  * Called for every inode in depth-first pre-order (root first, path "/", then "/a", "/a/b"
