@@ -14,8 +14,12 @@
 ///   each FAT and the FAT16 root directory (512 entries) are rounded up to whole clusters, so
 ///   the data area starts cluster aligned; the root directory then holds
 ///   `aligned sectors × 16` entries.
+/// * **Whole tracks**: as mkfs.fat does, the type (and FAT32 cluster size) is chosen from the
+///   size given, then the volume is cut down to a whole number of tracks (a no-op for our
+///   images: whole MiB, or whole MiB less one track, with 32 sectors per track).
 /// * FAT lengths and cluster counts use mkfs.fat's formulas, so the values equal what
-///   `mkfs.fat -C IMG KiB` writes for the same size (checked by a test) where it picks FAT16/32.
+///   `mkfs.fat -C IMG KiB` writes for the same size and geometry (checked by a test) where it
+///   picks FAT16/32.
 struct FATParameters: Equatable, Sendable {
     let type: FATType
     let totalSectors: UInt32
@@ -44,11 +48,13 @@ struct FATParameters: Equatable, Sendable {
     /// The first sector (volume relative) of data cluster `cluster`.
     func sector(ofCluster cluster: Int) -> Int { dataStart + (cluster - 2) * sectorsPerCluster }
 
-    /// The parameters for a volume of `totalSectors`; throws `imageBuildFailed` when no FAT16 or
-    /// FAT32 layout fits (below about 2.2 MiB, or beyond FAT32's limits).
-    init(totalSectors: UInt32) throws(BootMediumError) {
-        let total = Int(totalSectors)
-        let type: FATType = UInt64(total) * 512 >= Self.fat32Threshold ? .fat32 : .fat16
+    /// The parameters for a volume of `sectors` (cut to whole tracks of `sectorsPerTrack`);
+    /// throws `imageBuildFailed` when no FAT16 or FAT32 layout fits (below about 2.2 MiB, or
+    /// beyond FAT32's limits).
+    init(totalSectors sectors: UInt32, sectorsPerTrack: Int = 32) throws(BootMediumError) {
+        let type: FATType = UInt64(sectors) * 512 >= Self.fat32Threshold ? .fat32 : .fat16
+        let mib = UInt64(sectors) * 512 / (1024 * 1024)
+        let total = Int(sectors) / max(1, sectorsPerTrack) * max(1, sectorsPerTrack)
         let align = total > 8192
         func alignUp(_ value: Int, _ cs: Int) -> Int { align ? (value + cs - 1) & ~(cs - 1) : value }
         func cdiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
@@ -57,7 +63,6 @@ struct FATParameters: Equatable, Sendable {
 
         var candidates: [Int]
         if type == .fat32 {
-            let mib = UInt64(total) * 512 / (1024 * 1024)
             let start = mib > 32 * 1024 ? 64 : mib > 16 * 1024 ? 32 : mib > 8 * 1024 ? 16 : mib > 260 ? 8 : 1
             candidates = Array(sequence(first: start) { $0 < 128 ? $0 * 2 : nil })
         } else {
@@ -84,7 +89,7 @@ struct FATParameters: Equatable, Sendable {
                 guard clusters >= Self.minimumFAT32Clusters, clusters <= maximum else { continue }
             }
             self.type = type
-            self.totalSectors = totalSectors
+            totalSectors = UInt32(total)
             sectorsPerCluster = cs
             reservedSectors = alignUp(reserved0, cs)
             sectorsPerFAT = fatLength
@@ -93,7 +98,7 @@ struct FATParameters: Equatable, Sendable {
             return
         }
         throw BootMediumError(
-            .imageBuildFailed, "No FAT16 or FAT32 layout fits a volume of \(total) sectors",
+            .imageBuildFailed, "No FAT16 or FAT32 layout fits a volume of \(sectors) sectors",
             context: ["sectors": String(total)])
     }
 }

@@ -149,7 +149,7 @@ struct FATVolume {
     init(files: [FATFileSpec], syslinux: SyslinuxPayload?, options: FATVolumeOptions, totalSectors: UInt32)
         throws(BootMediumError)
     {
-        let parameters = try FATParameters(totalSectors: totalSectors)
+        let parameters = try FATParameters(totalSectors: totalSectors, sectorsPerTrack: Int(options.sectorsPerTrack))
         let tree = try FATTree(files: Self.allFiles(files, syslinux: syslinux), label: options.labelField)
         try self.init(tree: tree, syslinux: syslinux, options: options, parameters: parameters)
     }
@@ -170,7 +170,7 @@ struct FATVolume {
             guard sectors <= Int64(UInt32.max) else {
                 throw BootMediumError(.imageBuildFailed, "The files are too large for a FAT volume", context: ["bytes": String(payload)])
             }
-            let parameters = try FATParameters(totalSectors: UInt32(sectors))
+            let parameters = try FATParameters(totalSectors: UInt32(sectors), sectorsPerTrack: Int(options.sectorsPerTrack))
             let needed = try tree.clustersNeeded(parameters: parameters)
             let free = Int64(parameters.clusterCount - needed) * Int64(parameters.clusterBytes)
             if needed <= parameters.clusterCount && free >= freeBytes {
