@@ -135,6 +135,70 @@ import Testing
         #expect(try readBytes(image, count: 512) == [UInt8](repeating: 0, count: 512))  // MBR untouched
     }
 
+    /// End to end: the real `syslinux --install` run over a FAT16 image we wrote changes nothing
+    /// but the dates and times of the ldlinux.sys / ldlinux.c32 directory entries (mtools
+    /// rewrites both files into the same clusters; boot sector and FAT come out byte for byte).
+    /// On FAT32 mtools allocates from the FSInfo next-free hint, so ldlinux.sys moves behind our
+    /// files: there our installer, given the sectors it chose, must reproduce its bytes.
+    @Test(arguments: [("fat16", false), ("fat16-partitioned", true), ("fat32", false)])
+    func realInstallerOverOurImageChangesOnlyTimes(name: String, partitioned: Bool) throws {
+        let scratch = try FATScratch()
+        var files = [
+            FATFileSpec(path: ["kernel"], bytes: fatTestBytes(300_000, seed: 7)),
+            FATFileSpec(path: ["pl_version"], bytes: Array("PlanetLab BootCD 5.4\n".utf8)),
+            FATFileSpec(path: ["syslinux.cfg"], bytes: Array("DEFAULT kernel\n".utf8)),
+        ]
+        if name == "fat32" {
+            let big = scratch.file("bootcd.img")
+            let fd = open(big, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            #expect(fd >= 0 && ftruncate(fd, 510 << 20) == 0)
+            close(fd)
+            files.append(try FATFileSpec.file(path: ["bootcd.img"], contentsOf: big))
+        }
+        let partitioning: USBPartitioning =
+            partitioned ? .mbr(bootCode: try TestSyslinux.mbrCode(), diskSignature: 42) : .superfloppy
+        let options = USBImageOptions(label: "PL", volumeID: 7, timestamp: 1_600_000_000, partitioning: partitioning)
+        let layout = try USBImageLayout(files: files, syslinux: try TestSyslinux.payload(), options: options)
+        #expect(layout.fatType == (name == "fat32" ? .fat32 : .fat16))
+        let ours = scratch.file("ours.img"), theirs = scratch.file("theirs.img")
+        try layout.write(to: try FATFileSink(path: ours), cancellation: CancellationFlag())
+        #expect(try fatTool("/bin/cp", ["--sparse=always", ours, theirs]).status == 0)
+        let offset = Int64(layout.volumeStart) * 512
+        let installed = try fatTool("/usr/bin/syslinux", (partitioned ? ["--offset", String(offset)] : []) + ["--install", theirs])
+        #expect(installed.status == 0, "\(installed.text)")
+
+        if name == "fat32" {
+            let payload = try TestSyslinux.payload()
+            let reader = try TestFATReader(image: theirs, volumeOffset: offset)
+            let entry = try reader.rootEntry("ldlinux.sys")
+            let sectors = Array(try reader.sectors(ofChain: Int(entry.firstCluster)).prefix(payload.installedSysSize / 512))
+            let ourBoot = try readBytes(ours, offset: offset, count: 512)
+            let rebuilt = try SyslinuxInstaller(payload: payload).install(sectors: sectors.map { UInt64($0) }, bootSector: ourBoot)
+            #expect(try readBytes(theirs, offset: offset, count: 512) == rebuilt.bootSector)
+            #expect(try reader.read(sectors: sectors) == rebuilt.ldlinuxSys)
+            #expect(sectors[0] > reader.dataStart + 510 * 2048)  // behind bootcd.img
+            return
+        }
+        // Allowed differences: bytes 13-19 and 22-25 of the two entries.
+        let reader = try TestFATReader(image: ours, volumeOffset: offset)
+        let root = try TestFATReader.entries(try reader.rootDirectory())
+        let rootStart =
+            reader.boot.type == .fat16
+            ? Int(reader.boot.reservedSectors) + Int(reader.boot.fatCount) * Int(reader.boot.sectorsPerFAT) : reader.dataStart
+        var allowed = Set<Int64>()
+        for (index, entry) in root.enumerated() where ["ldlinux.sys", "ldlinux.c32"].contains(entry.name) {
+            let base = offset + Int64(rootStart) * 512 + Int64(index) * 32
+            for field in Array(13...19) + Array(22...25) { allowed.insert(base + Int64(field)) }
+        }
+        #expect(allowed.count == 22)
+        let cmp = try fatTool("/usr/bin/cmp", ["-l", ours, theirs])
+        let differing = cmp.text.split(separator: "\n").compactMap { line in
+            line.split(separator: " ").first.flatMap { Int64($0) }.map { $0 - 1 }
+        }
+        #expect(!differing.isEmpty && differing.count <= 22, "\(differing.count) bytes differ")
+        #expect(Set(differing).isSubset(of: allowed), "\(differing.prefix(40))")
+    }
+
     /// An image written entirely by us: ldlinux.sys's checksum verifies, its extents and ADV
     /// pointers are its FAT chain, and the boot sector points at its first sector.
     @Test(arguments: [false, true])

@@ -355,7 +355,9 @@ struct FATTree {
                 let key = name.lowercased()
                 if let existing = directories[current].childNames.firstIndex(of: key) {
                     guard !isLast, let sub = directories[current].childDirectories[existing] else {
-                        throw fail("Two files have the same FAT name", file.path)
+                        throw fail(
+                            isLast ? "Two files have the same FAT name (names compare case-insensitively)"
+                                : "A path uses a file as a directory", file.path)
                     }
                     current = sub
                 } else if isLast {
