@@ -229,18 +229,28 @@ static int print_cb(void *ctx, const char *path, size_t path_len, const ccramfs_
     return 0;
 }
 
-static int cmd_ls(const char *img) {
+/* Loads IMG and opens a reader on it; on failure reports and returns NULL (nothing to free). */
+static ccramfs_reader *open_image(const char *img, unsigned char **bytes) {
     size_t len;
     unsigned char *b = load(img, &len);
-    if (!b) return 1;
+    if (!b) return NULL;
     ccramfs_reader *r;
     char err[1024];
     ccramfs_status st = ccramfs_open_memory(b, len, 0, &r, err, sizeof err);
     if (st) {
         fprintf(stderr, "%s: %s\n", ccramfs_status_name(st), err);
-        return 1;
+        free(b);
+        return NULL;
     }
-    st = ccramfs_walk(r, CCRAMFS_WALK_VERIFY_DATA | CCRAMFS_WALK_STRICT, print_cb, r);
+    *bytes = b;
+    return r;
+}
+
+static int cmd_ls(const char *img) {
+    unsigned char *b;
+    ccramfs_reader *r = open_image(img, &b);
+    if (!r) return 1;
+    ccramfs_status st = ccramfs_walk(r, CCRAMFS_WALK_VERIFY_DATA | CCRAMFS_WALK_STRICT, print_cb, r);
     if (st) fprintf(stderr, "%s: %s\n", ccramfs_status_name(st), ccramfs_reader_error(r));
     ccramfs_close(r);
     free(b);
@@ -248,18 +258,11 @@ static int cmd_ls(const char *img) {
 }
 
 static int cmd_cat(const char *img, const char *path) {
-    size_t len;
-    unsigned char *b = load(img, &len);
-    if (!b) return 1;
-    ccramfs_reader *r;
-    char err[1024];
-    ccramfs_status st = ccramfs_open_memory(b, len, 0, &r, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "%s: %s\n", ccramfs_status_name(st), err);
-        return 1;
-    }
+    unsigned char *b;
+    ccramfs_reader *r = open_image(img, &b);
+    if (!r) return 1;
     ccramfs_node n;
-    st = ccramfs_lookup(r, path, strlen(path), &n);
+    ccramfs_status st = ccramfs_lookup(r, path, strlen(path), &n);
     char buf[10000];
     uint64_t off = 0;
     while (!st) {

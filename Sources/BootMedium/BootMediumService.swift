@@ -43,33 +43,27 @@ public struct BootMediumService: Sendable {
     public func run(_ request: BootMediumRequest) async throws(BootMediumError) -> DeliveredMedium {
         let plan = try await planner.plan(request)
         if Task.isCancelled { throw BootMediumError(.cancelled, "The request was cancelled") }
-        if let type = plan.imageType, ImageWriters.writer(for: type) == nil {
-            throw Self.unsupported(type, plan.action)
+        var writer: (any ImageWriter)?
+        if let type = plan.imageType {
+            guard let found = ImageWriters.writer(for: type) else { throw Self.unsupported(type, plan.action) }
+            writer = found
         }
+        let chosen = writer
         guard plan.action.renewsKey, let node = plan.node else {
-            return try await produce(plan, renewal: nil)
+            return try await produce(plan, writer: chosen, renewal: nil)
         }
         return try await NodeLocks.withLock(node: node.nodeID, workDir: plan.root.workDir) {
             () throws(BootMediumError) in
             let renewal = KeyRenewal(
                 nodeID: node.nodeID, key: NodeKey.generate(), date: plan.clock.now)
-            return try await produce(plan, renewal: renewal)
+            return try await produce(plan, writer: chosen, renewal: renewal)
         }
     }
 
-    private func produce(_ plan: BootPlan, renewal: KeyRenewal?) async throws(BootMediumError)
-        -> DeliveredMedium
+    private func produce(_ plan: BootPlan, writer: (any ImageWriter)?, renewal: KeyRenewal?)
+        async throws(BootMediumError) -> DeliveredMedium
     {
         let configText = try plan.nodeConfig?.render(renewal: renewal)
-        let writer: (any ImageWriter)?
-        if let type = plan.imageType {
-            guard let found = ImageWriters.writer(for: type) else {
-                throw Self.unsupported(type, plan.action)
-            }
-            writer = found
-        } else {
-            writer = nil
-        }
         let delivered = try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
             try Self.deliver(plan, configText: configText, writer: writer, cancellation: flag)
         }

@@ -197,19 +197,28 @@ static ccramfs_status cc_open_finish(ccramfs_reader *r, uint32_t flags, ccramfs_
     return CCRAMFS_OK;
 }
 
-ccramfs_status ccramfs_open_memory(const void *image, size_t len, uint32_t flags,
-                                   ccramfs_reader **out, char *err, size_t errlen) {
+/* The common start of both open functions: check the arguments, allocate the reader. */
+static ccramfs_status cc_reader_new(int arguments_ok, ccramfs_reader **out, ccramfs_reader **r,
+                                    char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (!out || (!image && len)) {
+    if (!out || !arguments_ok) {
         cc_msg(err, errlen, "invalid arguments");
         return CCRAMFS_ERR_INVALID_ARGUMENT;
     }
     *out = NULL;
-    ccramfs_reader *r = calloc(1, sizeof *r);
-    if (!r) {
+    *r = calloc(1, sizeof **r);
+    if (!*r) {
         cc_msg(err, errlen, "out of memory");
         return CCRAMFS_ERR_NO_MEMORY;
     }
+    return CCRAMFS_OK;
+}
+
+ccramfs_status ccramfs_open_memory(const void *image, size_t len, uint32_t flags,
+                                   ccramfs_reader **out, char *err, size_t errlen) {
+    ccramfs_reader *r = NULL;
+    ccramfs_status st = cc_reader_new(image || !len, out, &r, err, errlen);
+    if (st) return st;
     static const uint8_t empty[1];
     r->mem = image ? image : empty;
     r->phys_len = len;
@@ -219,17 +228,9 @@ ccramfs_status ccramfs_open_memory(const void *image, size_t len, uint32_t flags
 ccramfs_status ccramfs_open_callback(uint64_t image_len, ccramfs_pread_fn read_image, void *ctx,
                                      uint32_t flags, ccramfs_reader **out, char *err,
                                      size_t errlen) {
-    if (err && errlen) err[0] = '\0';
-    if (!out || !read_image) {
-        cc_msg(err, errlen, "invalid arguments");
-        return CCRAMFS_ERR_INVALID_ARGUMENT;
-    }
-    *out = NULL;
-    ccramfs_reader *r = calloc(1, sizeof *r);
-    if (!r) {
-        cc_msg(err, errlen, "out of memory");
-        return CCRAMFS_ERR_NO_MEMORY;
-    }
+    ccramfs_reader *r = NULL;
+    ccramfs_status st = cc_reader_new(read_image != NULL, out, &r, err, errlen);
+    if (st) return st;
     r->pread = read_image;
     r->pctx = ctx;
     r->phys_len = image_len;

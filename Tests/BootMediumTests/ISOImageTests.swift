@@ -158,10 +158,10 @@ func sha256(_ path: String) throws -> String {
         // The cache is keyed by identity: a rewritten file is measured again.
         let copy = demo.path + "/other.img"
         try FileManager.default.copyItem(atPath: demo.tree + "/isofs/bootcd.img", toPath: copy)
-        let first = try RamdiskSizes.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
+        let first = try TreeFileFacts.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
         let r = try runProcess("/bin/sh", ["-c", "printf 'extra' | gzip -n >> \"$1\"", "sh", copy])
         #expect(r.status == 0)
-        let second = try RamdiskSizes.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
+        let second = try TreeFileFacts.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
         #expect(second == first + 5)
         #expect(Int(first) == (try unzipped(demo.tree + "/isofs/bootcd.img")))
     }

@@ -84,11 +84,17 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// The SHA-256 of `bytes` with `zeroed` ranges set to zero.
     static func digest(_ bytes: [UInt8], zeroing zeroed: [[Int64]]?) -> String {
         var copy = bytes
-        for range in zeroed ?? [] where range.count == 2 {
-            let start = Int(max(0, range[0]))
-            let end = Int(min(Int64(copy.count), range[1]))
-            if start < end { for i in start..<end { copy[i] = 0 } }
-        }
+        zero(&copy, at: 0, ranges: zeroed)
         return Digest.sha256(copy)
+    }
+
+    /// Sets to zero the parts of `chunk` (which starts at file offset `offset`) that fall in
+    /// `ranges` (`[start, end)` pairs of file offsets).
+    static func zero(_ chunk: inout [UInt8], at offset: Int64, ranges: [[Int64]]?) {
+        for range in ranges ?? [] where range.count == 2 {
+            let start = max(range[0], offset)
+            let end = min(range[1], offset + Int64(chunk.count))
+            if start < end { for i in Int(start - offset)..<Int(end - offset) { chunk[i] = 0 } }
+        }
     }
 }

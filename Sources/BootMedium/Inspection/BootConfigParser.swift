@@ -21,7 +21,6 @@ public struct ParsedBootConfig: Codable, Equatable, Sendable {
     init(path: String, text: String) {
         self.path = path
         var labels: [Label] = []
-        var legacyAppend: [String]?
         var defaultLabel: String?
         var serial: Serial?
         for raw in text.split(separator: "\n", omittingEmptySubsequences: true).prefix(1000) {
@@ -51,7 +50,6 @@ public struct ParsedBootConfig: Codable, Equatable, Sendable {
                     }
                 }
                 if labels.isEmpty {
-                    legacyAppend = args
                     labels.append(Label(name: defaultLabel ?? "", kernel: defaultLabel, initrds: initrds, append: args))
                 } else {
                     labels[labels.count - 1].append = args
@@ -60,7 +58,6 @@ public struct ParsedBootConfig: Codable, Equatable, Sendable {
             default: break
             }
         }
-        _ = legacyAppend
         self.defaultLabel = defaultLabel
         self.serial = serial
         self.labels = labels

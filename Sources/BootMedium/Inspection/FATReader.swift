@@ -26,6 +26,7 @@ struct FATReader {
     let rootSectors: Int64
     let clusterCount: Int
     let fat: FileAllocationTable
+    private let entries = Memo<[Entry]>()
 
     init(_ image: ImageBytes, offset: Int64 = 0) throws(BootMediumError) {
         self.image = image
@@ -150,7 +151,12 @@ struct FATReader {
         return entries
     }
 
+    /// Every entry under the root, depth first, long names when present (read once).
     func walk() throws(BootMediumError) -> [Entry] {
+        try entries.get { () throws(BootMediumError) in try readTree() }
+    }
+
+    private func readTree() throws(BootMediumError) -> [Entry] {
         var result: [Entry] = []
         var seen: Set<UInt32> = []
         func visit(_ dir: Entry?, depth: Int) throws(BootMediumError) {
@@ -204,10 +210,7 @@ extension FATReader: InspectableFileSystem {
         for cluster in try chain(e.firstCluster, prefix: needed) {
             let n = Int(min(bytesPerCluster, Int64(e.size) - done))
             var chunk = try image.read(clusterOffset(cluster), n, what: path)
-            for range in zeroed ?? [] where range.count == 2 {
-                let start = max(range[0], done), end = min(range[1], done + Int64(n))
-                if start < end { for i in Int(start - done)..<Int(end - done) { chunk[i] = 0 } }
-            }
+            Manifest.zero(&chunk, at: done, ranges: zeroed)
             hasher.update(chunk)
             done += Int64(n)
         }

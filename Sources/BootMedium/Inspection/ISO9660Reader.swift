@@ -33,6 +33,7 @@ struct ISO9660Reader {
     let root: Entry
     let bootCatalogLBA: UInt32?
     let hasJoliet: Bool
+    private let entries = Memo<[Entry]>()
 
     init(_ image: ImageBytes) throws(BootMediumError) {
         self.image = image
@@ -47,7 +48,7 @@ struct ISO9660Reader {
             }
             switch d[0] {
             case 0:
-                if d.ascii(7..<39) == "EL TORITO SPECIFICATION" { catalog = d.u32le(71) }
+                if d.ascii(7..<39) == "EL TORITO SPECIFICATION" { catalog = d.le32(at: 71) }
             case 1: if pvd == nil { pvd = d }
             case 2: if d[88] == 0x25, d[89] == 0x2F, [0x40, 0x43, 0x45].contains(d[90]) { joliet = true }
             case 255: sector = -1
@@ -57,19 +58,23 @@ struct ISO9660Reader {
             sector += 1
         }
         guard let pvd else { throw BootMediumError(.invalidImage, "No primary volume descriptor") }
-        guard pvd.u16le(128) == 2048 else {
-            throw BootMediumError(.invalidImage, "Logical block size \(pvd.u16le(128)) is not 2048")
+        guard pvd.le16(at: 128) == 2048 else {
+            throw BootMediumError(.invalidImage, "Logical block size \(pvd.le16(at: 128)) is not 2048")
         }
         volumeID = pvd.ascii(40..<72)
-        volumeBlocks = pvd.u32le(80)
+        volumeBlocks = pvd.le32(at: 80)
         let rootRecord = Array(pvd[156..<190])
-        root = Entry(path: "/", isDirectory: true, extent: rootRecord.u32le(2), size: rootRecord.u32le(10))
+        root = Entry(path: "/", isDirectory: true, extent: rootRecord.le32(at: 2), size: rootRecord.le32(at: 10))
         bootCatalogLBA = catalog
         hasJoliet = joliet
     }
 
-    /// Every entry under the root, depth first, names from Rock Ridge when present.
+    /// Every entry under the root, depth first, names from Rock Ridge when present (read once).
     func walk() throws(BootMediumError) -> [Entry] {
+        try entries.get { () throws(BootMediumError) in try readTree() }
+    }
+
+    private func readTree() throws(BootMediumError) -> [Entry] {
         var result: [Entry] = []
         var seen: Set<UInt32> = []
         try walk(root, depth: 0, into: &result, seen: &seen)
@@ -129,7 +134,7 @@ struct ISO9660Reader {
             let isDirectory = record[25] & 0x02 != 0
             let parent = dir.path == "/" ? "" : dir.path
             entries.append(
-                Entry(path: parent + "/" + name, isDirectory: isDirectory, extent: record.u32le(2), size: record.u32le(10)))
+                Entry(path: parent + "/" + name, isDirectory: isDirectory, extent: record.le32(at: 2), size: record.le32(at: 10)))
         }
         return entries
     }
@@ -151,7 +156,7 @@ struct ISO9660Reader {
                     name += current[offset + 5..<offset + length]
                 } else if sig == (0x43, 0x45), length >= 28 {  // CE
                     let entry = Array(current[offset..<offset + length])
-                    next = (entry.u32le(4), entry.u32le(12), entry.u32le(20))
+                    next = (entry.le32(at: 4), entry.le32(at: 12), entry.le32(at: 20))
                 } else if sig == (0x53, 0x54) {  // ST: end
                     break
                 }
@@ -176,7 +181,7 @@ struct ISO9660Reader {
             throw BootMediumError(.invalidImage, "The El Torito validation entry is invalid")
         }
         var sum: UInt16 = 0
-        for i in stride(from: 0, to: 32, by: 2) { sum &+= catalog.u16le(i) }
+        for i in stride(from: 0, to: 32, by: 2) { sum &+= catalog.le16(at: i) }
         guard sum == 0 else { throw BootMediumError(.invalidImage, "The El Torito validation checksum is wrong") }
         func platform(_ id: UInt8) -> String {
             switch id {
@@ -191,15 +196,15 @@ struct ISO9660Reader {
             return BootEntry(
                 platform: platform(platformID), bootable: catalog[at] == 0x88,
                 emulation: media < emulation.count ? emulation[media] : "unknown",
-                loadSegment: catalog.u16le(at + 2), loadSectors: catalog.u16le(at + 6),
-                loadRBA: catalog.u32le(at + 8))
+                loadSegment: catalog.le16(at: at + 2), loadSectors: catalog.le16(at: at + 6),
+                loadRBA: catalog.le32(at: at + 8))
         }
         var entries = [entry(32, catalog[1])]
         var offset = 64
         while offset + 32 <= catalog.count, entries.count < 64 {
             let header = catalog[offset]
             guard header == 0x90 || header == 0x91 else { break }
-            let count = Int(catalog.u16le(offset + 2))
+            let count = Int(catalog.le16(at: offset + 2))
             let id = catalog[offset + 1]
             offset += 32
             for _ in 0..<count where offset + 32 <= catalog.count && entries.count < 64 {
@@ -216,13 +221,13 @@ struct ISO9660Reader {
     func bootInfoTable(rba: UInt32, file: Entry?) throws(BootMediumError) -> Bool {
         guard let file, file.extent == rba, file.size >= 64 else { return false }
         let bytes = try contents(file)
-        guard bytes.u32le(8) == 16, bytes.u32le(12) == rba, bytes.u32le(16) == file.size else { return false }
+        guard bytes.le32(at: 8) == 16, bytes.le32(at: 12) == rba, bytes.le32(at: 16) == file.size else { return false }
         var sum: UInt32 = 0
         var i = 64
         while i + 4 <= bytes.count {
-            sum &+= bytes.u32le(i)
+            sum &+= bytes.le32(at: i)
             i += 4
         }
-        return sum == bytes.u32le(20)
+        return sum == bytes.le32(at: 20)
     }
 }

@@ -4,6 +4,18 @@ import Glibc
 import Crypto
 import Foundation
 
+/// A value computed once, on first use, by a reader that is otherwise immutable (a directory
+/// walk that every later lookup reuses).
+final class Memo<Value> {
+    private var value: Value?
+    func get(_ compute: () throws(BootMediumError) -> Value) throws(BootMediumError) -> Value {
+        if let value { return value }
+        let computed = try compute()
+        value = computed
+        return computed
+    }
+}
+
 /// Random access to an image file for the readers, with every read checked against the file's
 /// size and capped, so a hostile offset or length is an error, never a huge allocation.
 final class ImageBytes {
@@ -73,10 +85,7 @@ extension ImageBytes {
         while done < count {
             let n = Int(min(Int64(1 << 20), count - done))
             var chunk = try read(offset + done, n, what: what)
-            for range in zeroed ?? [] where range.count == 2 {
-                let start = max(range[0], done), end = min(range[1], done + Int64(n))
-                if start < end { for i in Int(start - done)..<Int(end - done) { chunk[i] = 0 } }
-            }
+            Manifest.zero(&chunk, at: done, ranges: zeroed)
             hasher.update(data: chunk)
             done += Int64(n)
         }
@@ -84,16 +93,10 @@ extension ImageBytes {
     }
 }
 
-/// Little-endian field access with bounds checks (out of range reads as 0).
+/// Text fields of on-disk structures (little-endian numbers: `le16(at:)`/`le32(at:)` of the FAT
+/// code; callers check bounds first).
 extension Array where Element == UInt8 {
-    func u16le(_ at: Int) -> UInt16 {
-        guard at >= 0, at + 2 <= count else { return 0 }
-        return UInt16(self[at]) | UInt16(self[at + 1]) << 8
-    }
-    func u32le(_ at: Int) -> UInt32 {
-        guard at >= 0, at + 4 <= count else { return 0 }
-        return UInt32(self[at]) | UInt32(self[at + 1]) << 8 | UInt32(self[at + 2]) << 16 | UInt32(self[at + 3]) << 24
-    }
+    /// The bytes of `range` as text, trimmed; empty when the range is out of bounds.
     func ascii(_ range: Range<Int>) -> String {
         guard range.lowerBound >= 0, range.upperBound <= count else { return "" }
         return String(decoding: self[range], as: UTF8.self).trimmingCharacters(in: .whitespaces.union(.controlCharacters))

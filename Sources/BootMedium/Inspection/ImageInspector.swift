@@ -86,17 +86,13 @@ public enum ImageInspector {
     /// The four primary MBR partitions, when sector 0 carries the 55 AA signature and any entry.
     static func mbrPartitions(_ image: ImageBytes) throws(BootMediumError) -> [InspectionReport.Partition]? {
         guard image.size >= 512 else { return nil }
-        let sector = try image.read(0, 512, what: "MBR")
-        guard sector[510] == 0x55, sector[511] == 0xAA else { return nil }
+        guard let mbr = try? MBR(decoding: try image.read(0, 512, what: "MBR")) else { return nil }
         var result: [InspectionReport.Partition] = []
-        for i in 0..<4 {
-            let at = 446 + 16 * i
-            let type = sector[at + 4]
-            guard type != 0 else { continue }
+        for (i, entry) in mbr.partitions.enumerated() where entry.type != 0 {
             result.append(
                 InspectionReport.Partition(
-                    number: i + 1, active: sector[at] == 0x80, type: String(format: "0x%02x", type),
-                    startSector: Int64(sector.u32le(at + 8)), sectors: Int64(sector.u32le(at + 12))))
+                    number: i + 1, active: entry.status == 0x80, type: String(format: "0x%02x", entry.type),
+                    startSector: Int64(entry.startLBA), sectors: Int64(entry.sectorCount)))
         }
         return result.isEmpty ? nil : result
     }

@@ -125,7 +125,6 @@ enum Isofs {
         iso_image_set_volume_id(image, layout.volumeID)
         iso_image_set_application_id(image, "BOOTMEDIUM")
         iso_image_set_ignore_aclea(image, 3)
-        iso_tree_set_follow_symlinks(image, 1)
         let root = iso_image_get_root(image)
         stamp(root, time, mode: 0o555)
 

@@ -76,15 +76,6 @@ enum TreeFileFacts {
     }
 }
 
-/// The uncompressed size of a tree's `bootcd.img` (see ``TreeFileFacts``).
-enum RamdiskSizes {
-    static func uncompressedSize(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
-        throws(BootMediumError) -> Int64
-    {
-        try TreeFileFacts.uncompressedSize(of: path, cacheDirectory: cacheDirectory, cancellation: cancellation)
-    }
-}
-
 /// SHA-256 helpers.
 enum Digest {
     /// Lower-case hex.
