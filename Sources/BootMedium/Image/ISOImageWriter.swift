@@ -23,6 +23,9 @@ struct ISOImageWriter: ImageWriter {
             files: contents.files.map { ISOFile(name: $0.name, source: $0.source) },
             bootImage: "isolinux.bin",
             isohybridMBR: try MediumContents.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
-        try Isofs.write(layout, to: sink, cancellation: cancellation)
+        // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
+        try withExtendedLifetime(contents) { () throws(BootMediumError) in
+            try Isofs.write(layout, to: sink, cancellation: cancellation)
+        }
     }
 }

@@ -23,10 +23,9 @@ protocol ImageWriter: Sendable {
 enum ImageWriters {
     static func writer(for type: ImageType) -> (any ImageWriter)? {
         switch type {
-        case .iso: ISOImageWriter()
-        case .usb: USBImageMediumWriter(partitioned: false)
+        case .iso, .isoCramfs: ISOImageWriter()
+        case .usb, .usbCramfs: USBImageMediumWriter(partitioned: false)
         case .usbPartition: USBImageMediumWriter(partitioned: true)
-        case .isoCramfs, .usbCramfs: nil
         }
     }
 }

@@ -9,6 +9,8 @@ struct MediumFile: Sendable {
     let source: ISOFile.Source
     /// Byte ranges the image writer patches after layout (hashed as zeros in the manifest).
     var zeroed: [[Int64]]? = nil
+    /// The SHA-256 when already known (a generated file behind a `.path`).
+    var sha256: String? = nil
 }
 
 /// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
@@ -19,6 +21,9 @@ struct MediumContents {
     let files: [MediumFile]
     /// The manifest.
     let manifest: Manifest
+    /// The cramfs root of a cramfs image type: its anonymous file backs `cramfs.img`, so the
+    /// contents must outlive the image write.
+    var cramfs: CramfsRoot.Image? = nil
 
     /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
     /// the boot loader files of the image type.
@@ -27,17 +32,34 @@ struct MediumContents {
     ) throws(BootMediumError) -> MediumContents {
         let plan = inputs.plan
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
-        let bootcdSize = try TreeFileFacts.uncompressedSize(
-            of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
-        let config = try BootConfig.render(
-            plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
-        var files: [MediumFile] = [
-            MediumFile(name: "kernel", source: .path(tree.kernelPath)),
-            MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
-            MediumFile(name: "overlay.img", source: .bytes(overlay.bytes)),
-            MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8))),
-        ] + extra
+        let version = MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8)))
+        var files: [MediumFile]
+        let config: String
+        var cramfs: CramfsRoot.Image?
+        if plan.imageType?.isCramfs == true {
+            // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
+            let overlay = try Overlay.entries(plan, nodeConfigText: inputs.nodeConfigText)
+            let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
+            cramfs = image
+            config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)
+            files = [
+                MediumFile(name: "kernel", source: .path(tree.kernelPath)),
+                MediumFile(name: "cramfs.img", source: .path(image.file.path), sha256: image.sha256),
+                version,
+            ] + extra
+        } else {
+            let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
+            let bootcdSize = try TreeFileFacts.uncompressedSize(
+                of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+            config = try BootConfig.render(
+                plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
+            files = [
+                MediumFile(name: "kernel", source: .path(tree.kernelPath)),
+                MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
+                MediumFile(name: "overlay.img", source: .bytes(overlay.bytes)),
+                version,
+            ] + extra
+        }
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
         var entries: [Manifest.File] = []
         for file in files {
@@ -52,13 +74,18 @@ struct MediumContents {
                 guard stat(path, &info) == 0 else {
                     throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
                 }
-                let digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                let digest: String
+                if let known = file.sha256 {
+                    digest = known
+                } else {
+                    digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                }
                 entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: digest, zeroed: nil))
             }
         }
         let manifest = Manifest.of(plan, files: entries)
         files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
-        return MediumContents(files: files, manifest: manifest)
+        return MediumContents(files: files, manifest: manifest, cramfs: cramfs)
     }
 
     /// Reads a tree file whole (small boot loader files).

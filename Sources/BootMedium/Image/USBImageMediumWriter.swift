@@ -25,6 +25,9 @@ struct USBImageMediumWriter: ImageWriter {
         let options = USBImageOptions(
             label: MediumContents.label(plan, length: 11), volumeID: MediumContents.identity(plan, purpose: "volume id"),
             timestamp: plan.clock.now, partitioning: partitioning)
-        try USBImageWriter.write(files: files, syslinux: payload, options: options, to: sink, cancellation: cancellation)
+        // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
+        try withExtendedLifetime(contents) { () throws(BootMediumError) in
+            try USBImageWriter.write(files: files, syslinux: payload, options: options, to: sink, cancellation: cancellation)
+        }
     }
 }

@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import Foundation
+
+/// An anonymous file in the work dir (`O_TMPFILE`): it has no name, so nothing is left behind
+/// whatever happens to the process. Readable by path through `/proc/self/fd` while open.
+final class ScratchFile {
+    let fd: Int32
+    /// A path that opens this file while it is open.
+    var path: String { "/proc/self/fd/\(fd)" }
+
+    init(directory: String) throws(BootMediumError) {
+        // O_TMPFILE (__O_TMPFILE | O_DIRECTORY on Linux) is a composite macro Swift does not import.
+        let oTmpfile: Int32 = 0o20_200_000
+        var fd = Posix.retrying { open(directory, oTmpfile | O_RDWR | O_CLOEXEC, 0o600) }
+        if fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+            // A filesystem without O_TMPFILE: a named file removed at once.
+            var template = Array((directory + "/.bootmedium-scratch-XXXXXX").utf8CString)
+            fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            if fd >= 0 {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = template.withUnsafeBufferPointer { unlink($0.baseAddress!) }
+            }
+        }
+        if fd < 0 { throw .io("create a scratch file in", path: directory, errno: errno) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// SHA-256 (hex) of the first `size` bytes.
+    func sha256(size: Int64, cancellation: CancellationFlag) throws(BootMediumError) -> String {
+        var hasher = SHA256()
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: Int64 = 0
+        while done < size {
+            let n = Posix.retrying { pread(fd, buffer.baseAddress, Int(min(Int64(chunk), size - done)), off_t(done)) }
+            if n < 0 { throw .io("read", path: "cramfs scratch file", errno: errno) }
+            if n == 0 { throw BootMediumError(.imageBuildFailed, "The cramfs scratch file ends early") }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            done += Int64(n)
+            try cancellation.check()
+        }
+        return Digest.hex(hasher.finalize())
+    }
+}
+
+/// The `cramfs.img` of `iso_cramfs` and `usb_cramfs` (BEHAVIOUR.md §5.4): bootcd.img and the
+/// overlay merged in memory, the read-only-root transform applied, written by CCramfs with file
+/// contents streamed from bootcd.img once (gunzipped by libarchive) into an anonymous file.
+enum CramfsRoot {
+    /// A built image.
+    struct Image {
+        let file: ScratchFile
+        let size: Int64
+        let sha256: String
+        let summary: ReadOnlyRoot.Summary
+    }
+
+    /// Builds the cramfs root of `plan` with the overlay `overlay`.
+    static func build(_ plan: BootPlan, overlay: [CpioEntry], cancellation: CancellationFlag) throws(BootMediumError) -> Image {
+        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
+        let root = try RootTree.merged(
+            bootcd: tree.bootcdImagePath, overlay: overlay, keep: ReadOnlyRoot.editedFiles, cancellation: cancellation)
+        let summary = try ReadOnlyRoot.apply(to: root, console: plan.console)
+        try cancellation.check()
+        let file = try ScratchFile(directory: plan.root.workDir)
+        let reader = BootcdContents(path: tree.bootcdImagePath, root: root)
+        let result = try Cramfs.write(
+            root, volumeName: MediumContents.label(plan, length: 16),
+            threads: max(1, ProcessInfo.processInfo.activeProcessorCount), to: file.fd, path: "cramfs.img",
+            cancellation: cancellation
+        ) { (data, offset, buffer) throws(BootMediumError) in
+            try reader.read(data, offset: offset, into: buffer)
+        }
+        let digest = try file.sha256(size: result.imageSize, cancellation: cancellation)
+        return Image(file: file, size: result.imageSize, sha256: digest, summary: summary)
+    }
+}
+
+/// Serves file contents to the cramfs writer from bootcd.img, read forward with libarchive.
+/// The writer asks in the tree's depth-first order, the archive has its own order: an entry
+/// passed on the way to a later one is kept in memory (up to a budget) when it is still
+/// needed, else the archive is read again from the start when its turn comes.
+final class BootcdContents {
+    private let path: String
+    private var stream: ArchiveStream?
+    /// Entry index -> size, for bootcd entries some file still needs.
+    private var needed: [Int: Int64] = [:]
+    private var stash: [Int: [UInt8]] = [:]
+    private var stashBytes = 0
+    static let stashBudget = 16 << 20
+    /// How often the archive was opened (1 when the orders agree).
+    private(set) var passes = 0
+
+    init(path: String, root: RootTree) {
+        self.path = path
+        try? root.walk { _, node in
+            if case .file(let data) = node.kind, case .bootcd(let index) = data.source, data.size > 0 {
+                needed[index] = data.size
+            }
+        }
+    }
+
+    func read(_ data: RootTree.FileData, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(BootMediumError) {
+        switch data.source {
+        case .bytes(let bytes):
+            guard offset >= 0, offset + Int64(buffer.count) <= Int64(bytes.count) else {
+                throw BootMediumError(.imageBuildFailed, "cramfs asked for bytes past the end of a generated file")
+            }
+            bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + buffer.count])) }
+        case .bootcd(let index):
+            try readEntry(index, size: data.size, offset: offset, into: buffer)
+        }
+    }
+
+    private func readEntry(_ index: Int, size: Int64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(BootMediumError) {
+        let end = offset + Int64(buffer.count)
+        defer { if end == size { needed[index] = nil } }
+        if let kept = stash[index] {
+            guard end <= Int64(kept.count) else { throw changed() }
+            kept.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(offset)..<Int(end)])) }
+            if end == size {
+                stash[index] = nil
+                stashBytes -= kept.count
+            }
+            return
+        }
+        if stream == nil || stream!.index > index || (stream!.index == index && stream!.offsetInEntry > offset) {
+            stream = try ArchiveStream(path: path)
+            passes += 1
+        }
+        let stream = stream!
+        while stream.index < index {
+            guard try stream.next() != nil else { throw changed() }
+            let current = stream.index
+            if current != index, let wanted = needed[current], stash[current] == nil,
+                stashBytes + Int(wanted) <= Self.stashBudget
+            {
+                let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(wanted), alignment: 16)
+                defer { raw.deallocate() }
+                try stream.readFully(into: raw)
+                stash[current] = Array(raw)
+                stashBytes += raw.count
+            }
+        }
+        if stream.offsetInEntry < offset {
+            let skip = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+            defer { skip.deallocate() }
+            while stream.offsetInEntry < offset {
+                let want = Int(min(Int64(skip.count), offset - stream.offsetInEntry))
+                try stream.readFully(into: UnsafeMutableRawBufferPointer(rebasing: skip[..<want]))
+            }
+        }
+        try stream.readFully(into: buffer)
+    }
+
+    private func changed() -> BootMediumError {
+        BootMediumError(.imageBuildFailed, "\(path) changed while the cramfs was written", context: ["path": path])
+    }
+}
