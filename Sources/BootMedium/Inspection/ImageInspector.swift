@@ -8,6 +8,21 @@ protocol InspectableFileSystem {
     func read(_ path: String) throws(BootMediumError) -> [UInt8]
     /// The SHA-256 of a file with `zeroed` ranges hashed as zeros.
     func sha256(_ path: String, zeroed: [[Int64]]?) throws(BootMediumError) -> String
+    /// Where a file's bytes lie in the image when they are contiguous (nil otherwise).
+    func contiguousExtent(_ path: String) throws(BootMediumError) -> (offset: Int64, size: Int64)?
+}
+
+extension FATReader {
+    func contiguousExtent(_ path: String) throws(BootMediumError) -> (offset: Int64, size: Int64)? {
+        guard let entry = try walk().first(where: { !$0.isDirectory && $0.path.lowercased() == path.lowercased() }),
+            entry.size > 0
+        else { return nil }
+        let needed = Int((Int64(entry.size) + bytesPerCluster - 1) / bytesPerCluster)
+        let clusters = try chain(entry.firstCluster, prefix: needed)
+        guard clusters.count == needed, zip(clusters, clusters.dropFirst()).allSatisfy({ $1 == $0 + 1 }) else { return nil }
+        let start = offset + (firstDataSector + Int64(entry.firstCluster - 2) * (bytesPerCluster / 512)) * 512
+        return (start, Int64(entry.size))
+    }
 }
 
 extension ISO9660Reader: InspectableFileSystem {
@@ -24,6 +39,10 @@ extension ISO9660Reader: InspectableFileSystem {
     func sha256(_ path: String, zeroed: [[Int64]]?) throws(BootMediumError) -> String {
         let e = try entry(path)
         return try image.sha256(Int64(e.extent) * Self.sector, Int64(e.size), zeroed: zeroed, what: path)
+    }
+    func contiguousExtent(_ path: String) throws(BootMediumError) -> (offset: Int64, size: Int64)? {
+        let e = try entry(path)
+        return (Int64(e.extent) * Self.sector, Int64(e.size))
     }
 }
 
@@ -75,6 +94,15 @@ public enum ImageInspector {
             report.image.filesystem = "vfat"
             report.syslinux = try fat.syslinux()
             return report
+        case "cramfs":
+            let cramfs = try CramfsReader(image, what: "cramfs image")
+            let (summary, nodeConfig, version) = try inspectCramfs(cramfs, path: nil, showSecrets: showSecrets)
+            let files = try cramfs.walk(verifyData: false).filter { $0.kind == "file" }.map { InspectionReport.File(path: $0.path, size: $0.size) }
+            return InspectionReport(
+                image: .init(path: image.path, size: image.size, type: "cramfs", filesystem: probe.filesystem, partitionTable: probe.partitionTable),
+                volumeID: cramfs.info.volumeName, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: false, files: files,
+                bootConfigs: [], overlay: nil, nodeConfig: nodeConfig, bootcdVersion: version,
+                manifest: .init(status: "missing", problems: [], manifest: nil), cramfs: summary)
         default:
             throw BootMediumError(
                 .invalidImage,
@@ -124,6 +152,16 @@ public enum ImageInspector {
                 nodeConfig = ParsedNodeConfig(text: String(decoding: bytes, as: UTF8.self), showSecrets: showSecrets)
             }
         }
+        var cramfs: InspectionReport.CramfsRoot?
+        if let file = has("/cramfs.img") {
+            guard let extent = try fs.contiguousExtent(file.path) else {
+                throw BootMediumError(.invalidImage, "cramfs.img is not stored contiguously", context: ["path": image.path])
+            }
+            let reader = try CramfsReader(image, offset: extent.offset, length: extent.size, what: "cramfs.img")
+            let found = try inspectCramfs(reader, path: file.path, showSecrets: showSecrets)
+            cramfs = found.summary
+            nodeConfig = nodeConfig ?? found.nodeConfig
+        }
         var version: String?
         if let file = has("/pl_version"), file.size <= 4096 {
             version = String(decoding: try fs.read(file.path), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -133,7 +171,34 @@ public enum ImageInspector {
             image: .init(path: image.path, size: image.size, type: type, filesystem: probe.filesystem, partitionTable: probe.partitionTable),
             volumeID: nil, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: efi, files: files,
             bootConfigs: configs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
-            manifest: try checkManifest(fs: fs, files: files))
+            manifest: try checkManifest(fs: fs, files: files), cramfs: cramfs)
+    }
+
+    /// Walks a cramfs (checking every block), and reads its node config, version and init setup.
+    static func inspectCramfs(_ reader: CramfsReader, path: String?, showSecrets: Bool) throws(BootMediumError)
+        -> (summary: InspectionReport.CramfsRoot, nodeConfig: ParsedNodeConfig?, version: String?)
+    {
+        let entries = try reader.walk(verifyData: true)
+        func small(_ name: String) throws(BootMediumError) -> String? {
+            guard let entry = entries.first(where: { $0.path == name && $0.kind == "file" }), entry.size <= 1 << 20 else { return nil }
+            return String(decoding: try reader.read(name), as: UTF8.self)
+        }
+        var readOnly = false
+        if let inittab = try small("/etc/inittab") {
+            for line in inittab.split(separator: "\n") where !line.hasPrefix("#") && line.contains("pl_rsysinit") {
+                if let process = line.split(whereSeparator: { $0 == ":" || $0 == " " }).first(where: { $0.contains("pl_rsysinit") }) {
+                    // The script may sit behind a link (etc/init.d -> rc.d/init.d): accept it by name.
+                    let name = process.split(separator: "/").last.map(String.init) ?? ""
+                    readOnly = readOnly || entries.contains { $0.kind == "file" && $0.path.hasSuffix("/" + name) }
+                }
+            }
+        }
+        let summary = InspectionReport.CramfsRoot(
+            path: path, volumeName: reader.info.volumeName, size: reader.info.size, crcOK: reader.info.crcOK,
+            inodes: entries.count, files: entries.filter { $0.kind == "file" }.count, readOnlyRoot: readOnly)
+        let nodeConfig = try small("/usr/boot/plnode.txt").map { ParsedNodeConfig(text: $0, showSecrets: showSecrets) }
+        let version = try small("/pl_version")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return (summary, nodeConfig, version)
     }
 
     /// Checks the embedded manifest against the files.

@@ -60,6 +60,22 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         public var manifest: Manifest?
     }
 
+    /// A cramfs root filesystem: the image itself, or `cramfs.img` on an ISO or FAT image.
+    public struct CramfsRoot: Codable, Equatable, Sendable {
+        /// `/cramfs.img` on the medium, absent when the image is the cramfs.
+        public var path: String?
+        public var volumeName: String
+        public var size: Int64
+        /// Whether the stored CRC-32 matches the image.
+        public var crcOK: Bool
+        /// Inodes, the root included.
+        public var inodes: Int
+        /// Regular files.
+        public var files: Int
+        /// Whether `/etc/inittab` starts `pl_rsysinit` and that script exists (BEHAVIOUR.md §5.4).
+        public var readOnlyRoot: Bool
+    }
+
     public var schema = InspectionReport.schemaID
     public var image: Image
     public var volumeID: String?
@@ -73,6 +89,7 @@ public struct InspectionReport: Codable, Equatable, Sendable {
     public var nodeConfig: ParsedNodeConfig?
     public var bootcdVersion: String?
     public var manifest: ManifestCheck
+    public var cramfs: CramfsRoot?
 
     /// The short human form.
     public var summary: String {
@@ -98,10 +115,14 @@ public struct InspectionReport: Codable, Equatable, Sendable {
             }
         }
         if let overlay { lines.append("overlay   \(overlay.filter { $0.kind == "file" }.count) files") }
+        if let cramfs {
+            lines.append(
+                "cramfs    \(cramfs.path ?? "the image") (\(cramfs.volumeName)): \(cramfs.inodes) inodes, \(cramfs.files) files, CRC \(cramfs.crcOK ? "ok" : "BAD")\(cramfs.readOnlyRoot ? ", read-only root via pl_rsysinit" : "")")
+        }
         if let node = nodeConfig {
             let host = [node.value("HOST_NAME"), node.value("DOMAIN_NAME")].compactMap { $0 }.joined(separator: ".")
             lines.append("node      \(host) (\(node.value("IP_METHOD") ?? "?"))\(node.value("NODE_ID").map { ", NODE_ID \($0), key \(node.value("NODE_KEY") ?? "none")" } ?? "")")
-        } else if overlay != nil {
+        } else if overlay != nil || cramfs != nil {
             lines.append("node      none (generic image)")
         }
         lines.append("manifest  \(manifest.status)\(manifest.manifest.map { " (\($0.files.count) files, \($0.tool))" } ?? "")")
