@@ -10,7 +10,10 @@ final class SyntheticRoot: @unchecked Sendable {
     var path: String { base.path }
     var tree: String { base.path + "/usr/share/bootcd-planetlab-x86_64/build" }
 
-    init() throws {
+    /// `cramfsReady` gives bootcd.img the inittab and pl_sysinit a cramfs root needs; the
+    /// SYSLINUX payload comes from the demo root (carved from Debian's syslinux, the same bytes
+    /// everywhere).
+    init(cramfsReady: Bool = false) throws {
         base = try TestRoot(variants: ["build": "7.0-golden"])
         let fm = FileManager.default
         try """
@@ -31,8 +34,19 @@ final class SyntheticRoot: @unchecked Sendable {
             try fm.createDirectory(atPath: tree + "/" + dir, withIntermediateDirectories: true)
         }
         try Data((0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: tree + "/isofs/kernel"))
-        let cpio = try Archive.gzippedNewc(
-            [CpioEntry(path: "init", mode: 0o755, kind: .file(Array("#!/bin/sh\n".utf8)))], timestamp: 0)
+        var entries = [CpioEntry(path: "init", mode: 0o755, kind: .file(Array("#!/bin/sh\n".utf8)))]
+        if cramfsReady {
+            entries = [
+                CpioEntry(path: "etc", mode: 0o755, kind: .directory),
+                CpioEntry(path: "etc/inittab", mode: 0o644, kind: .file(Array("si::sysinit:/etc/rc.d/init.d/pl_sysinit\n".utf8))),
+                CpioEntry(path: "etc/rc.d", mode: 0o755, kind: .directory),
+                CpioEntry(path: "etc/rc.d/init.d", mode: 0o755, kind: .directory),
+                CpioEntry(path: "etc/rc.d/init.d/pl_sysinit", mode: 0o755, kind: .file(Array("#!/bin/sh\n".utf8))),
+                CpioEntry(path: "etc/sysconfig", mode: 0o755, kind: .directory),
+                CpioEntry(path: "etc/sysconfig/network", mode: 0o644, kind: .file(Array("NETWORKING=yes\n".utf8))),
+            ] + entries
+        }
+        let cpio = try Archive.gzippedNewc(entries, timestamp: 0)
         try Data(cpio.bytes).write(to: URL(fileURLWithPath: tree + "/isofs/bootcd.img"))
         try "root:x:0:0:root:/root:/bin/sh\n".write(toFile: tree + "/passwd", atomically: true, encoding: .utf8)
         for (from, to) in [("/usr/lib/ISOLINUX/isolinux.bin", "isolinux/isolinux.bin"),
@@ -40,6 +54,24 @@ final class SyntheticRoot: @unchecked Sendable {
                            ("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux/isohdpfx.bin")] {
             try fm.copyItem(atPath: from, toPath: tree + "/" + to)
         }
+        let demoTree = try DemoRoot.path() + "/usr/share/bootcd-planetlab-x86_64/build"
+        for file in ["syslinux/ldlinux.bss", "syslinux/ldlinux.sys", "syslinux/ldlinux.c32", "syslinux/mbr.bin"] {
+            try fm.copyItem(atPath: demoTree + "/" + file, toPath: tree + "/" + file)
+        }
+    }
+
+    /// Writes `action` for node 1 with `options` and a fixed plnode.txt through the image writers
+    /// (a delivered node image would carry a fresh random key) into `name` under the root.
+    func image(_ action: String, options: [String], name: String) async throws -> String {
+        let plan = try await service().planner.plan(
+            BootMediumRequest(caller: .admin, node: "12", action: action, filename: nil, options: options))
+        let type = try #require(plan.imageType)
+        let writer = try #require(ImageWriters.writer(for: type))
+        let sink = MemorySink()
+        let config = "NODE_ID=\"12\"\nNODE_KEY=\"golden-key\"\nIP_METHOD=\"dhcp\"\nHOST_NAME=\"node1\"\nDOMAIN_NAME=\"golden.example.org\"\n"
+        try writer.write(ImageInputs(plan: plan, nodeConfigText: config), to: sink, cancellation: CancellationFlag())
+        try sink.data.write(to: URL(fileURLWithPath: path + "/" + name))
+        return path + "/" + name
     }
 
     func service() -> BootMediumService { base.service(epoch: 1_700_000_000) }
@@ -67,6 +99,39 @@ final class SyntheticRoot: @unchecked Sendable {
         let r = try runProcess(venv, ["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1]))); print('valid')",
                                       packageDirectory + "/docs/inspect-schema.json", file])
         #expect(String(decoding: r.stdout, as: UTF8.self) == "valid\n", "\(r.stderr)")
+    }
+
+    /// Compares the report of `image` with golden `name` (rewritten with BOOTMEDIUM_UPDATE_GOLDEN=1)
+    /// and validates it against the schema.
+    func check(_ image: String, golden name: String) throws {
+        let json = try reportJSON(image, replacing: "GOLDEN." + name)
+        if ProcessInfo.processInfo.environment["BOOTMEDIUM_UPDATE_GOLDEN"] == "1" {
+            try json.write(toFile: packageDirectory + "/Tests/BootMediumTests/Golden/inspect-\(name).json", atomically: true, encoding: .utf8)
+        }
+        #expect(json == (try golden("inspect-\(name)")))
+        try validate(json)
+    }
+
+    @Test func genericUSBReportMatchesGolden() async throws {
+        let root = try SyntheticRoot()
+        _ = try await root.service().getBootMedium(caller: .admin, node: nil, action: "generic-usb", filename: root.path + "/g.usb")
+        try check(root.path + "/g.usb", golden: "usb")
+    }
+
+    @Test func partitionedUSBReportMatchesGolden() async throws {
+        let root = try SyntheticRoot()
+        try check(try await root.image("node-usb", options: ["partition", "serial"], name: "p.usb"), golden: "usb_partition")
+    }
+
+    /// A cramfs image: the cramfs.img of an iso_cramfs, inspected on its own.
+    @Test func cramfsReportMatchesGolden() async throws {
+        let root = try SyntheticRoot(cramfsReady: true)
+        let iso = try await root.image("node-iso", options: ["cramfs", "serial"], name: "c.iso")
+        try isoFile(iso, "/cramfs.img").write(to: URL(fileURLWithPath: root.path + "/c.cramfs"))
+        try check(root.path + "/c.cramfs", golden: "cramfs")
+        let report = try ImageInspector.inspect(path: iso)
+        #expect(report.cramfs?.path == "/cramfs.img")
+        #expect(report.nodeConfig?.value("NODE_KEY") == "<redacted>")
     }
 
     @Test func genericISOReportMatchesGolden() async throws {

@@ -68,6 +68,9 @@ enum CramfsRoot {
             bootcd: tree.bootcdImagePath, overlay: overlay, keep: ReadOnlyRoot.editedFiles, cancellation: cancellation)
         let summary = try ReadOnlyRoot.apply(to: root, console: plan.console)
         try cancellation.check()
+        // The work dir is part of the PLC root layout; an inline request may come before any
+        // output was ever written there.
+        try? FileManager.default.createDirectory(atPath: plan.root.workDir, withIntermediateDirectories: true)
         let file = try ScratchFile(directory: plan.root.workDir)
         let reader = BootcdContents(path: tree.bootcdImagePath, root: root)
         let result = try Cramfs.write(
