@@ -124,10 +124,14 @@ import Testing
         let seed = try await demo.build("generic-iso", node: nil, name: "seed.iso")
         let usbSeed = try await demo.build("generic-usb", node: nil, name: "seed.usb")
         let dir = demo.path + "/corpus"
-        let made = try runProcess(packageDirectory + "/Tests/Hostile/make-corpus", [seed, dir, usbSeed])
+        let cramfsISO = try await demo.build("node-iso", options: ["cramfs"], name: "seed-cramfs.iso")
+        let cramfsSeed = demo.path + "/seed.cramfs"
+        try isoFile(cramfsISO, "/cramfs.img").write(to: URL(fileURLWithPath: cramfsSeed))
+        let made = try runProcess(packageDirectory + "/Tests/Hostile/make-corpus", [seed, dir, usbSeed, cramfsSeed])
         #expect(made.status == 0, "\(made.stderr)")
         let cases = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        #expect(cases.count >= 65)
+        #expect(cases.count >= 87)
+        #expect(cases.filter { $0.hasSuffix(".cramfs") }.count >= 20)
         var errors = 0
         for name in cases {
             let start = Date()
@@ -146,7 +150,7 @@ import Testing
                 #expect(lines.first?.hasPrefix("error[invalid-image]: ") == true, "\(name): \(r.stderr)")
             }
         }
-        #expect(errors >= 40)
+        #expect(errors >= 60)
         // The ones that lie about content are caught by the manifest.
         let lie = try inspectCLI(dir + "/" + (cases.first { $0.hasSuffix("kernel-byte-changed.iso") })!)
         #expect(lie.status == 1 && lie.stdout.contains("kernel: SHA-256 differs"))
