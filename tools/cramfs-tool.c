@@ -2,8 +2,13 @@
  * cramfs-tool: a small command-line driver for Sources/CCramfs, used by tools/cramfs-bench and
  * tools/cramfs-asan-check (not part of the package build).
  *
- *   cramfs-tool mkfs [-d] [-s] [-n NAME] DIR IMAGE   build IMAGE from DIR (like mkfs.cramfs;
- *                                                    -d dedup content, -s sequential output)
+ *   cramfs-tool mkfs [-d] [-s] [-j N] [-n NAME] DIR IMAGE
+ *                                                    build IMAGE from DIR (like mkfs.cramfs;
+ *                                                    -d dedup content, -s sequential output,
+ *                                                    -j N compression threads; for error-path
+ *                                                    checks: -R K / -W K fail the K-th read /
+ *                                                    output callback, and the reads/outputs
+ *                                                    must come from the calling thread)
  *   cramfs-tool ls IMAGE                             list every inode (strict walk, verify data)
  *   cramfs-tool cat IMAGE PATH                       print one file
  *   cramfs-tool fuzz IMAGE ITERATIONS SEED           mutate IMAGE and run the reader on each
@@ -13,6 +18,7 @@
 #include "ccramfs.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,19 +41,31 @@ typedef struct {
         uint32_t index;
     } *links;
     size_t nlinks, caplinks;
+    int fd;                /* open file of open_cookie */
+    uint64_t open_cookie;
+    unsigned long reads, fail_read; /* fail_read > 0: the fail_read-th call fails */
+    pthread_t caller;      /* every callback must run on this thread */
+    int wrong_thread;
 } source;
+
+typedef struct {
+    int fd;
+    unsigned long calls, fail_call;
+    source *s;
+} sink;
 
 static int read_file_cb(void *ctx, uint64_t cookie, uint64_t offset, void *buf, size_t len) {
     source *s = ctx;
-    static int fd = -1;
-    static uint64_t open_cookie = UINT64_MAX;
+    if (!pthread_equal(pthread_self(), s->caller)) s->wrong_thread = 1;
+    if (s->fail_read && ++s->reads == s->fail_read) return 4242;
     if (cookie >= s->count) return EINVAL;
-    if (open_cookie != cookie) {
-        if (fd >= 0) close(fd);
-        fd = open(s->paths[cookie], O_RDONLY);
-        open_cookie = cookie;
-        if (fd < 0) return errno;
+    if (s->open_cookie != cookie) {
+        if (s->fd >= 0) close(s->fd);
+        s->fd = open(s->paths[cookie], O_RDONLY);
+        s->open_cookie = cookie;
+        if (s->fd < 0) return errno;
     }
+    int fd = s->fd;
     size_t got = 0;
     while (got < len) {
         ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(offset + got));
@@ -55,6 +73,13 @@ static int read_file_cb(void *ctx, uint64_t cookie, uint64_t offset, void *buf, 
         got += (size_t)n;
     }
     return 0;
+}
+
+static int write_image_cb(void *ctx, uint64_t offset, const void *buf, size_t len) {
+    sink *o = ctx;
+    if (!pthread_equal(pthread_self(), o->s->caller)) o->s->wrong_thread = 1;
+    if (o->fail_call && ++o->calls == o->fail_call) return 4343;
+    return ccramfs_output_to_fd(&o->fd, offset, buf, len);
 }
 
 static int scan(ccramfs_tree *t, source *s, const char *dir, uint32_t parent) {
@@ -144,10 +169,14 @@ static int scan(ccramfs_tree *t, source *s, const char *dir, uint32_t parent) {
 static int cmd_mkfs(int argc, char **argv) {
     ccramfs_write_options o;
     memset(&o, 0, sizeof o);
+    unsigned long fail_read = 0, fail_write = 0;
     int i = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-d")) o.flags |= CCRAMFS_WRITE_DEDUPLICATE;
         else if (!strcmp(argv[i], "-s")) o.flags |= CCRAMFS_WRITE_SEQUENTIAL;
+        else if (!strcmp(argv[i], "-j") && i + 1 < argc) o.threads = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "-R") && i + 1 < argc) fail_read = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "-W") && i + 1 < argc) fail_write = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) {
             o.volume_name = argv[++i];
             o.volume_name_len = strlen(o.volume_name);
@@ -157,7 +186,7 @@ static int cmd_mkfs(int argc, char **argv) {
         }
     }
     if (argc - i != 2) {
-        fprintf(stderr, "usage: cramfs-tool mkfs [-d] [-s] [-n NAME] DIR IMAGE\n");
+        fprintf(stderr, "usage: cramfs-tool mkfs [-d] [-s] [-j N] [-R K] [-W K] [-n NAME] DIR IMAGE\n");
         return 2;
     }
     const char *dir = argv[i], *img = argv[i + 1];
@@ -170,29 +199,43 @@ static int cmd_mkfs(int argc, char **argv) {
     ccramfs_tree_set_root(t, st.st_mode, st.st_uid, st.st_gid);
     source s;
     memset(&s, 0, sizeof s);
-    if (scan(t, &s, dir, CCRAMFS_ROOT)) return 1;
-    int fd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
+    s.fd = -1;
+    s.open_cookie = UINT64_MAX;
+    s.fail_read = fail_read;
+    s.caller = pthread_self();
+    int rc = 1;
+    sink out = {-1, 0, fail_write, &s};
+    if (scan(t, &s, dir, CCRAMFS_ROOT)) goto done;
+    out.fd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out.fd < 0) {
         perror(img);
-        return 1;
+        goto done;
     }
     char err[1024];
     ccramfs_write_result res;
-    ccramfs_status r = ccramfs_write(t, &o, read_file_cb, &s, ccramfs_output_to_fd, &fd, &res, err,
+    ccramfs_status r = ccramfs_write(t, &o, read_file_cb, &s, write_image_cb, &out, &res, err,
                                      sizeof err);
-    close(fd);
+    close(out.fd);
+    if (s.wrong_thread) {
+        fprintf(stderr, "a callback ran on another thread than the caller's\n");
+        rc = 3;
+        goto done;
+    }
     if (r) {
         fprintf(stderr, "%s: %s\n", ccramfs_status_name(r), err);
-        return 1;
+        goto done;
     }
     fprintf(stderr, "image %llu bytes, metadata %llu, input %llu, files %u, blocks %u, shared %u, crc 0x%08x\n",
             (unsigned long long)res.image_size, (unsigned long long)res.metadata_size,
             (unsigned long long)res.input_bytes, res.files, res.blocks, res.shared, res.crc);
+    rc = 0;
+done:
+    if (s.fd >= 0) close(s.fd);
     ccramfs_tree_free(t);
     for (size_t k = 0; k < s.count; k++) free(s.paths[k]);
     free(s.paths);
     free(s.links);
-    return 0;
+    return rc;
 }
 
 /* ---------------- reading ---------------- */

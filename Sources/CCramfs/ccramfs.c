@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-int ccramfs_version(void) { return 1; }
+int ccramfs_version(void) { return CCRAMFS_API_VERSION; }
 
 const char *ccramfs_status_name(ccramfs_status status) {
     switch (status) {

@@ -11,15 +11,29 @@
  * The metadata size does not depend on the data, so it is laid out first (in memory), the data
  * is streamed, and the data offsets are patched into the metadata, which is written last (or,
  * with CCRAMFS_WRITE_SEQUENTIAL, after a first pass that only measures the compressed sizes).
+ *
+ * Threads (options.threads > 1): the calling thread stays the only one that runs callbacks. It
+ * reads pages in the usual order into a ring of slots (CC_SLOTS_PER_WORKER per worker), the
+ * workers compress the slots in publication order, each with its own z_stream, and the calling
+ * thread retires finished slots strictly in ring order: the same per-file steps (pointer table,
+ * blocks, padding, CRC) as the single-threaded path, so the bytes and the output calls are the
+ * same; only the read callback runs ahead of the output by up to one ring.
  */
+#define _GNU_SOURCE /* pthread_sigmask, sigfillset under strict -std */
 #include "ccramfs_internal.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <zlib.h>
 
 #define CC_NONE UINT32_MAX
 #define CC_CBUF_SIZE (2u * CCRAMFS_BLOCK_SIZE + 64u)
 #define CC_MAX_BLOCKS_PER_FILE ((CCRAMFS_MAX_FILE_SIZE + CCRAMFS_BLOCK_SIZE - 1) / CCRAMFS_BLOCK_SIZE)
+#define CC_SLOTS_PER_WORKER 16u
+#define CC_WORKER_STACK (256u * 1024u)
+
+struct cc_pool;
 
 typedef struct cc_kid {
     const char *name;
@@ -64,7 +78,11 @@ typedef struct cc_writer {
     uint8_t cbuf[CC_CBUF_SIZE];
     uint8_t ptrbuf[4u * CC_MAX_BLOCKS_PER_FILE];
 
+    struct cc_pool *pool; /* threads > 1: compression workers (NULL = compress on this thread) */
     uint16_t *bsizes; /* sequential mode: compressed size of every block, in data order */
+#ifdef CCRAMFS_FAULT_INJECTION
+    uint64_t fault_count; /* test builds: blocks compressed on this thread */
+#endif
     uint64_t cur;     /* next data offset */
     uint32_t crc_data;
     uint64_t in_bytes;
@@ -401,33 +419,59 @@ static ccramfs_status cc_emit(cc_writer *w, uint64_t off, const void *buf, size_
     return CCRAMFS_OK;
 }
 
-static ccramfs_status cc_compress(cc_writer *w, const uint8_t *src, size_t len, size_t *clen) {
-    if (deflateReset(&w->zs) != Z_OK) goto fail;
-    w->zs.next_in = (Bytef *)(uintptr_t)src;
-    w->zs.avail_in = (uInt)len;
-    w->zs.next_out = w->cbuf;
-    w->zs.avail_out = (uInt)sizeof w->cbuf;
-    if (deflate(&w->zs, Z_FINISH) != Z_STREAM_END) goto fail;
-    *clen = (size_t)w->zs.total_out;
-    if (*clen > CRAMFS_MAX_COMPRESSED_BLOCK) goto fail;
-    return CCRAMFS_OK;
-fail:
+/* One cramfs block: a complete zlib stream of `len` bytes into dst (cap bytes). 1 on success. */
+static int cc_deflate_block(z_stream *zs, const uint8_t *src, size_t len, uint8_t *dst, size_t cap,
+                            size_t *clen) {
+    if (deflateReset(zs) != Z_OK) return 0;
+    zs->next_in = (Bytef *)(uintptr_t)src;
+    zs->avail_in = (uInt)len;
+    zs->next_out = dst;
+    zs->avail_out = (uInt)cap;
+    if (deflate(zs, Z_FINISH) != Z_STREAM_END) return 0;
+    *clen = (size_t)zs->total_out;
+    return *clen <= CRAMFS_MAX_COMPRESSED_BLOCK;
+}
+
+static ccramfs_status cc_zlib_failed(cc_writer *w) {
     cc_msg(w->err, w->errlen, "zlib compression failed");
     return CCRAMFS_ERR_ZLIB;
 }
 
+static ccramfs_status cc_compress(cc_writer *w, const uint8_t *src, size_t len, size_t *clen) {
+    int ok = cc_deflate_block(&w->zs, src, len, w->cbuf, sizeof w->cbuf, clen);
+#ifdef CCRAMFS_FAULT_INJECTION
+    const char *fs = getenv("CCRAMFS_FAULT_BLOCK");
+    if (fs && ++w->fault_count == strtoull(fs, NULL, 10)) ok = 0;
+#endif
+    if (!ok) return cc_zlib_failed(w);
+    return CCRAMFS_OK;
+}
+
 /*
- * Processes one data owner at w->cur.
+ * Per-file steps, shared by the single-threaded and the threaded pass. The data of owner i
+ * starts at w->cur:
  * CC_POSITIONAL: writes blocks, then the pointer table before them.
- * CC_MEASURE: no output; records block sizes into bsizes[*bidx...].
+ * CC_MEASURE: no output; records block sizes into bsizes[bidx...].
  * CC_EMIT_SEQUENTIAL: writes the pointer table from the recorded sizes, then the blocks,
  *   checking that they compress to the recorded sizes.
  */
-static ccramfs_status cc_file_data(cc_writer *w, uint32_t i, int mode, uint64_t *bidx) {
+typedef struct cc_file_state {
+    uint32_t i;      /* entry */
+    uint32_t nb;     /* blocks */
+    uint32_t b;      /* blocks done */
+    uint64_t bidx;   /* index of its first block in data order (bsizes) */
+    uint64_t off;    /* pointer table */
+    uint64_t bstart; /* first block */
+    uint64_t bpos;   /* end of the blocks done */
+    uint32_t crc_b;  /* CRC of the blocks done */
+} cc_file_state;
+
+static ccramfs_status cc_file_begin(cc_writer *w, cc_file_state *f, uint32_t i, int mode,
+                                    uint64_t bidx) {
     const cc_tnode *nd = &w->t->nodes[i];
-    char path[600];
     uint64_t off = w->cur;
     if (off > CCRAMFS_MAX_OFFSET) {
+        char path[600];
         cc_path_of(w, i, path, sizeof path);
         cc_msg(w->err, w->errlen,
                "%s: data would start at offset %llu; cramfs data must start below 256 MiB "
@@ -435,58 +479,348 @@ static ccramfs_status cc_file_data(cc_writer *w, uint32_t i, int mode, uint64_t 
                path, (unsigned long long)off);
         return CCRAMFS_ERR_IMAGE_TOO_LARGE;
     }
-    uint32_t size = nd->size;
-    uint32_t nb = (size + CCRAMFS_BLOCK_SIZE - 1) / CCRAMFS_BLOCK_SIZE;
-    uint64_t bstart = off + 4ull * nb;
-    uint64_t bpos = bstart;
-    ccramfs_status st;
+    f->i = i;
+    f->nb = (nd->size + CCRAMFS_BLOCK_SIZE - 1) / CCRAMFS_BLOCK_SIZE;
+    f->b = 0;
+    f->bidx = bidx;
+    f->off = off;
+    f->bstart = off + 4ull * f->nb;
+    f->bpos = f->bstart;
+    f->crc_b = (uint32_t)crc32(0L, Z_NULL, 0);
     if (mode == CC_EMIT_SEQUENTIAL) {
-        uint64_t p = bstart;
-        for (uint32_t b = 0; b < nb; b++) {
-            p += w->bsizes[*bidx + b];
+        uint64_t p = f->bstart;
+        for (uint32_t b = 0; b < f->nb; b++) {
+            p += w->bsizes[bidx + b];
             cc_put32(w->ptrbuf + 4u * b, (uint32_t)p);
         }
-        if ((st = cc_emit(w, off, w->ptrbuf, 4u * nb))) return st;
+        return cc_emit(w, off, w->ptrbuf, 4u * f->nb);
     }
-    uint32_t crc_b = (uint32_t)crc32(0L, Z_NULL, 0);
-    for (uint32_t b = 0; b < nb; b++) {
+    return CCRAMFS_OK;
+}
+
+/* Block f->b of the file compressed to cbuf[0, clen). */
+static ccramfs_status cc_file_block(cc_writer *w, cc_file_state *f, int mode, const uint8_t *cbuf,
+                                    size_t clen) {
+    uint32_t b = f->b;
+    ccramfs_status st;
+    if (mode == CC_MEASURE) {
+        w->bsizes[f->bidx + b] = (uint16_t)clen;
+    } else {
+        if (mode == CC_EMIT_SEQUENTIAL && clen != w->bsizes[f->bidx + b]) {
+            char path[600];
+            cc_path_of(w, f->i, path, sizeof path);
+            cc_msg(w->err, w->errlen,
+                   "%s: content changed between the two passes (block %u compressed to %zu "
+                   "bytes, first pass %u)",
+                   path, b, clen, (unsigned)w->bsizes[f->bidx + b]);
+            return CCRAMFS_ERR_INPUT_CHANGED;
+        }
+        if ((st = cc_emit(w, f->bpos, cbuf, clen))) return st;
+    }
+    f->crc_b = (uint32_t)crc32(f->crc_b, cbuf, (uInt)clen);
+    f->bpos += clen;
+    cc_put32(w->ptrbuf + 4u * b, (uint32_t)f->bpos);
+    f->b = b + 1;
+    return CCRAMFS_OK;
+}
+
+/* After the last block: padding, pointer table (positional), CRC, bookkeeping. */
+static ccramfs_status cc_file_end(cc_writer *w, cc_file_state *f, int mode) {
+    ccramfs_status st;
+    uint64_t bpos = f->bpos;
+    size_t pad = (size_t)(cc_pad4(bpos) - bpos);
+    uint32_t crc_b = f->crc_b;
+    if (pad) {
+        if (mode != CC_MEASURE && (st = cc_emit(w, bpos, cc_zeros, pad))) return st;
+        crc_b = (uint32_t)crc32(crc_b, cc_zeros, (uInt)pad);
+    }
+    if (mode == CC_POSITIONAL && (st = cc_emit(w, f->off, w->ptrbuf, 4u * f->nb))) return st;
+    uint32_t crc_p = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc_p = (uint32_t)crc32(crc_p, w->ptrbuf, 4u * f->nb);
+    uint64_t end = bpos + pad;
+    uint32_t crc_f = (uint32_t)crc32_combine(crc_p, crc_b, (z_off_t)(end - f->bstart));
+    w->crc_data = (uint32_t)crc32_combine(w->crc_data, crc_f, (z_off_t)(end - f->off));
+    w->data_off[f->i] = (uint32_t)f->off;
+    w->cur = end;
+    w->in_bytes += w->t->nodes[f->i].size;
+    return CCRAMFS_OK;
+}
+
+/* Single-threaded: one owner at w->cur, read, compressed and written block by block. */
+static ccramfs_status cc_file_data(cc_writer *w, uint32_t i, int mode, uint64_t *bidx) {
+    uint32_t size = w->t->nodes[i].size;
+    cc_file_state f;
+    ccramfs_status st;
+    if ((st = cc_file_begin(w, &f, i, mode, *bidx))) return st;
+    for (uint32_t b = 0; b < f.nb; b++) {
         uint64_t poff = (uint64_t)b * CCRAMFS_BLOCK_SIZE;
         size_t len = size - poff < CCRAMFS_BLOCK_SIZE ? (size_t)(size - poff) : CCRAMFS_BLOCK_SIZE;
         if ((st = cc_get_page(w, i, poff, w->page, len))) return st;
         size_t clen;
         if ((st = cc_compress(w, w->page, len, &clen))) return st;
-        if (mode == CC_MEASURE) {
-            w->bsizes[*bidx + b] = (uint16_t)clen;
-        } else {
-            if (mode == CC_EMIT_SEQUENTIAL && clen != w->bsizes[*bidx + b]) {
-                cc_path_of(w, i, path, sizeof path);
-                cc_msg(w->err, w->errlen,
-                       "%s: content changed between the two passes (block %u compressed to %zu "
-                       "bytes, first pass %u)",
-                       path, b, clen, (unsigned)w->bsizes[*bidx + b]);
-                return CCRAMFS_ERR_INPUT_CHANGED;
-            }
-            if ((st = cc_emit(w, bpos, w->cbuf, clen))) return st;
+        if ((st = cc_file_block(w, &f, mode, w->cbuf, clen))) return st;
+    }
+    if ((st = cc_file_end(w, &f, mode))) return st;
+    *bidx += f.nb;
+    return CCRAMFS_OK;
+}
+
+/* ---- compression workers (threads > 1) ---- */
+
+typedef struct cc_slot {
+    uint8_t *in;   /* one page (CCRAMFS_BLOCK_SIZE) */
+    uint8_t *out;  /* pool->out_cap bytes */
+    uint32_t len;  /* page length */
+    uint32_t clen; /* compressed length */
+    int failed;    /* zlib error */
+    int done;      /* compressed; guarded by mu */
+} cc_slot;
+
+typedef struct cc_worker {
+    struct cc_pool *pool;
+    z_stream zs;
+    pthread_t thread;
+} cc_worker;
+
+/*
+ * Ring protocol: the calling thread fills slot (tail % cap) while tail - head < cap, then
+ * publishes it by incrementing tail under mu. Workers claim published slots in order (claim),
+ * compress them and set done under mu. The calling thread retires slot (head % cap) once it is
+ * done, and only it reads or writes head, the slot contents outside mu, and the writer.
+ */
+typedef struct cc_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* workers: a slot was published, or stop */
+    pthread_cond_t done_cv; /* calling thread: slot wait_seq is done */
+    int mu_ok, work_ok, done_ok;
+    cc_slot *slots;
+    uint8_t *buf;
+    uint32_t cap;      /* slots in the ring */
+    size_t out_cap;    /* deflateBound of one page */
+    uint64_t head;     /* next slot to retire (calling thread only) */
+    uint64_t tail;     /* slots published (mu) */
+    uint64_t claim;    /* slots claimed by workers (mu) */
+    uint64_t wait_seq; /* mu: the slot the calling thread sleeps on, if waiting */
+    int waiting;       /* mu */
+    int stop;          /* mu */
+    uint32_t nworkers; /* worker structs with an initialised z_stream */
+    uint32_t nthreads; /* running threads (workers[0, nthreads)) */
+    cc_worker *workers;
+#ifdef CCRAMFS_FAULT_INJECTION
+    uint64_t fail_seq; /* test builds: the fail_seq-th block of the write fails to compress */
+#endif
+} cc_pool;
+
+static void *cc_worker_main(void *arg) {
+    cc_worker *wk = arg;
+    cc_pool *p = wk->pool;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->claim == p->tail) pthread_cond_wait(&p->work_cv, &p->mu);
+        if (p->stop) break;
+        uint64_t seq = p->claim++;
+        cc_slot *s = &p->slots[seq % p->cap];
+        pthread_mutex_unlock(&p->mu);
+        size_t clen = 0;
+        int ok = cc_deflate_block(&wk->zs, s->in, s->len, s->out, p->out_cap, &clen);
+#ifdef CCRAMFS_FAULT_INJECTION
+        if (seq + 1 == p->fail_seq) ok = 0;
+#endif
+        pthread_mutex_lock(&p->mu);
+        s->clen = (uint32_t)clen;
+        s->failed = !ok;
+        s->done = 1;
+        if (p->waiting && p->wait_seq == seq) pthread_cond_signal(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Stops and joins the workers (in-flight slots are dropped) and frees everything. */
+static void cc_pool_free(cc_pool *p) {
+    if (!p) return;
+    if (p->nthreads) {
+        pthread_mutex_lock(&p->mu);
+        p->stop = 1;
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_mutex_unlock(&p->mu);
+        for (uint32_t k = 0; k < p->nthreads; k++) pthread_join(p->workers[k].thread, NULL);
+    }
+    for (uint32_t k = 0; k < p->nworkers; k++) deflateEnd(&p->workers[k].zs);
+    if (p->done_ok) pthread_cond_destroy(&p->done_cv);
+    if (p->work_ok) pthread_cond_destroy(&p->work_cv);
+    if (p->mu_ok) pthread_mutex_destroy(&p->mu);
+    free(p->workers);
+    free(p->slots);
+    free(p->buf);
+    free(p);
+}
+
+/*
+ * Starts up to `threads` workers. Returns CCRAMFS_OK with *out = NULL when no thread could be
+ * started (the caller then compresses on its own thread).
+ */
+static ccramfs_status cc_pool_new(cc_writer *w, uint32_t threads, cc_pool **out) {
+    *out = NULL;
+    cc_pool *p = calloc(1, sizeof *p);
+    if (!p) goto nomem;
+    p->workers = calloc(threads, sizeof(cc_worker));
+    if (!p->workers) goto nomem;
+    for (uint32_t k = 0; k < threads; k++) {
+        if (deflateInit(&p->workers[k].zs, w->level) != Z_OK) {
+            cc_pool_free(p);
+            cc_msg(w->err, w->errlen, "zlib deflateInit failed");
+            return CCRAMFS_ERR_ZLIB;
         }
-        crc_b = (uint32_t)crc32(crc_b, w->cbuf, (uInt)clen);
-        bpos += clen;
-        cc_put32(w->ptrbuf + 4u * b, (uint32_t)bpos);
+        p->workers[k].pool = p;
+        p->nworkers++;
     }
-    size_t pad = (size_t)(cc_pad4(bpos) - bpos);
-    if (pad) {
-        if (mode != CC_MEASURE && (st = cc_emit(w, bpos, cc_zeros, pad))) return st;
-        crc_b = (uint32_t)crc32(crc_b, cc_zeros, (uInt)pad);
+    p->out_cap = (size_t)deflateBound(&p->workers[0].zs, CCRAMFS_BLOCK_SIZE);
+    p->out_cap = (p->out_cap + 63u) & ~(size_t)63u;
+    p->cap = threads * CC_SLOTS_PER_WORKER;
+    p->slots = calloc(p->cap, sizeof(cc_slot));
+    p->buf = malloc((size_t)p->cap * (CCRAMFS_BLOCK_SIZE + p->out_cap));
+    if (!p->slots || !p->buf) goto nomem;
+    for (uint32_t k = 0; k < p->cap; k++) {
+        p->slots[k].in = p->buf + (size_t)k * (CCRAMFS_BLOCK_SIZE + p->out_cap);
+        p->slots[k].out = p->slots[k].in + CCRAMFS_BLOCK_SIZE;
     }
-    if (mode == CC_POSITIONAL && (st = cc_emit(w, off, w->ptrbuf, 4u * nb))) return st;
-    uint32_t crc_p = (uint32_t)crc32(0L, Z_NULL, 0);
-    crc_p = (uint32_t)crc32(crc_p, w->ptrbuf, 4u * nb);
-    uint64_t end = bpos + pad;
-    uint32_t crc_f = (uint32_t)crc32_combine(crc_p, crc_b, (z_off_t)(end - bstart));
-    w->crc_data = (uint32_t)crc32_combine(w->crc_data, crc_f, (z_off_t)(end - off));
-    w->data_off[i] = (uint32_t)off;
-    w->cur = end;
-    *bidx += nb;
-    w->in_bytes += size;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) goto nomem;
+    p->mu_ok = 1;
+    if (pthread_cond_init(&p->work_cv, NULL) != 0) goto nomem;
+    p->work_ok = 1;
+    if (pthread_cond_init(&p->done_cv, NULL) != 0) goto nomem;
+    p->done_ok = 1;
+#ifdef CCRAMFS_FAULT_INJECTION
+    const char *fs = getenv("CCRAMFS_FAULT_BLOCK");
+    p->fail_seq = fs ? strtoull(fs, NULL, 10) : 0;
+#endif
+
+    /* Workers run with every signal blocked, so signals go to the caller's threads. */
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0;
+    if (attr_ok) (void)pthread_attr_setstacksize(&attr, CC_WORKER_STACK);
+    sigset_t all, old;
+    sigfillset(&all);
+    int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
+    for (uint32_t k = 0; k < threads; k++) {
+        if (pthread_create(&p->workers[k].thread, attr_ok ? &attr : NULL, cc_worker_main,
+                           &p->workers[k]) != 0)
+            break;
+        p->nthreads++;
+    }
+    if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (attr_ok) pthread_attr_destroy(&attr);
+    if (p->nthreads == 0) {
+        cc_pool_free(p);
+        return CCRAMFS_OK;
+    }
+    *out = p;
+    return CCRAMFS_OK;
+nomem:
+    cc_pool_free(p);
+    cc_msg(w->err, w->errlen, "out of memory");
+    return CCRAMFS_ERR_NO_MEMORY;
+}
+
+/* Consumer side of a threaded pass: where the next retired block belongs. */
+typedef struct cc_retire_state {
+    uint32_t k;        /* index into w->order of the current file */
+    uint64_t bidx;     /* data-order index of the current file's first block */
+    cc_file_state f;   /* valid when f.b < f.nb, i.e. between begin and end */
+    int in_file;
+} cc_retire_state;
+
+/* Retires the slot at head (done): the same steps as cc_file_data's, in the same order. */
+static ccramfs_status cc_retire_one(cc_writer *w, cc_retire_state *r, int mode) {
+    cc_pool *p = w->pool;
+    cc_slot *s = &p->slots[p->head % p->cap];
+    ccramfs_status st;
+    if (!r->in_file) {
+        if ((st = cc_file_begin(w, &r->f, w->order[r->k], mode, r->bidx))) return st;
+        r->in_file = 1;
+    }
+    if (s->failed) return cc_zlib_failed(w);
+    if ((st = cc_file_block(w, &r->f, mode, s->out, s->clen))) return st;
+    s->done = 0; /* retired: no worker touches it before it is published again */
+    p->head++;
+    if (r->f.b == r->f.nb) {
+        if ((st = cc_file_end(w, &r->f, mode))) return st;
+        r->bidx += r->f.nb;
+        r->k++;
+        r->in_file = 0;
+    }
+    return CCRAMFS_OK;
+}
+
+/* Sleeps until slot `seq` (published) is compressed. Caller holds mu. */
+static void cc_wait_locked(cc_pool *p, uint64_t seq) {
+    while (!p->slots[seq % p->cap].done) {
+        p->waiting = 1;
+        p->wait_seq = seq;
+        pthread_cond_wait(&p->done_cv, &p->mu);
+    }
+    p->waiting = 0;
+}
+
+/* Number of consecutive compressed slots from head. Caller holds mu. */
+static uint64_t cc_done_locked(const cc_pool *p) {
+    uint64_t n = 0;
+    while (p->head + n < p->tail && p->slots[(p->head + n) % p->cap].done) n++;
+    return n;
+}
+
+static ccramfs_status cc_retire_n(cc_writer *w, cc_retire_state *r, int mode, uint64_t n) {
+    for (uint64_t k = 0; k < n; k++) {
+        ccramfs_status st = cc_retire_one(w, r, mode);
+        if (st) return st;
+    }
+    return CCRAMFS_OK;
+}
+
+/*
+ * Threaded pass: reads on this thread in the usual order, compresses on the workers. When the
+ * ring is full, the calling thread sleeps until half of it is compressed (not just the oldest
+ * slot), so it wakes once per cap/2 blocks while the other half keeps the workers busy.
+ */
+static ccramfs_status cc_data_pass_threaded(cc_writer *w, int mode) {
+    cc_pool *p = w->pool;
+    cc_retire_state r;
+    memset(&r, 0, sizeof r);
+    ccramfs_status st;
+    uint64_t n;
+    for (uint32_t k = 0; k < w->norder; k++) {
+        uint32_t i = w->order[k];
+        uint32_t size = w->t->nodes[i].size;
+        for (uint64_t poff = 0; poff < size; poff += CCRAMFS_BLOCK_SIZE) {
+            size_t len = size - poff < CCRAMFS_BLOCK_SIZE ? (size_t)(size - poff) : CCRAMFS_BLOCK_SIZE;
+            if (p->tail - p->head == p->cap) {
+                pthread_mutex_lock(&p->mu);
+                cc_wait_locked(p, p->head + p->cap / 2 - 1);
+                cc_wait_locked(p, p->head);
+                n = cc_done_locked(p);
+                pthread_mutex_unlock(&p->mu);
+                if ((st = cc_retire_n(w, &r, mode, n))) return st;
+            }
+            cc_slot *s = &p->slots[p->tail % p->cap];
+            if ((st = cc_get_page(w, i, poff, s->in, len))) return st;
+            s->len = (uint32_t)len;
+            pthread_mutex_lock(&p->mu);
+            p->tail++;
+            pthread_cond_signal(&p->work_cv);
+            n = cc_done_locked(p);
+            pthread_mutex_unlock(&p->mu);
+            if ((st = cc_retire_n(w, &r, mode, n))) return st;
+        }
+    }
+    while (p->head < p->tail) {
+        pthread_mutex_lock(&p->mu);
+        cc_wait_locked(p, p->tail - 1);
+        cc_wait_locked(p, p->head);
+        n = cc_done_locked(p);
+        pthread_mutex_unlock(&p->mu);
+        if ((st = cc_retire_n(w, &r, mode, n))) return st;
+    }
     return CCRAMFS_OK;
 }
 
@@ -494,6 +828,7 @@ static ccramfs_status cc_data_pass(cc_writer *w, int mode) {
     w->cur = w->meta_size;
     w->crc_data = (uint32_t)crc32(0L, Z_NULL, 0);
     w->in_bytes = 0;
+    if (w->pool) return cc_data_pass_threaded(w, mode);
     uint64_t bidx = 0;
     for (uint32_t k = 0; k < w->norder; k++) {
         ccramfs_status st = cc_file_data(w, w->order[k], mode, &bidx);
@@ -571,6 +906,7 @@ static void cc_writer_free(cc_writer *w) {
     free(w->stack);
     free(w->meta);
     free(w->bsizes);
+    cc_pool_free(w->pool);
     if (w->zs_ok) deflateEnd(&w->zs);
     free(w);
 }
@@ -599,6 +935,10 @@ ccramfs_status ccramfs_write(const ccramfs_tree *tree, const ccramfs_write_optio
         cc_msg(err, errlen, "volume name is %zu bytes; the superblock holds 16", o.volume_name_len);
         return CCRAMFS_ERR_INVALID_ARGUMENT;
     }
+    if (o.threads > CCRAMFS_MAX_WRITE_THREADS) {
+        cc_msg(err, errlen, "%u threads requested; at most %u", o.threads, CCRAMFS_MAX_WRITE_THREADS);
+        return CCRAMFS_ERR_INVALID_ARGUMENT;
+    }
 
     cc_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -618,12 +958,14 @@ ccramfs_status ccramfs_write(const ccramfs_tree *tree, const ccramfs_write_optio
     uint32_t *pre = NULL;
 
     w->level = o.compression_level ? o.compression_level : Z_DEFAULT_COMPRESSION;
-    if (deflateInit(&w->zs, w->level) != Z_OK) {
-        cc_msg(err, errlen, "zlib deflateInit failed");
-        st = CCRAMFS_ERR_ZLIB;
-        goto out;
+    if (o.threads <= 1) {
+        if (deflateInit(&w->zs, w->level) != Z_OK) {
+            cc_msg(err, errlen, "zlib deflateInit failed");
+            st = CCRAMFS_ERR_ZLIB;
+            goto out;
+        }
+        w->zs_ok = 1;
     }
-    w->zs_ok = 1;
 
     w->dir_size = calloc(n, sizeof(uint32_t));
     w->ipos = calloc(n, sizeof(uint32_t));
@@ -677,6 +1019,20 @@ ccramfs_status ccramfs_write(const ccramfs_tree *tree, const ccramfs_write_optio
         cc_msg(err, errlen, "out of memory");
         st = CCRAMFS_ERR_NO_MEMORY;
         goto out;
+    }
+
+    if (o.threads > 1 && total_blocks > 0) {
+        uint32_t nt = o.threads;
+        if (total_blocks < nt) nt = (uint32_t)total_blocks;
+        if ((st = cc_pool_new(w, nt, &w->pool))) goto out;
+    }
+    if (!w->pool && !w->zs_ok) { /* no block, or no thread could be started */
+        if (deflateInit(&w->zs, w->level) != Z_OK) {
+            cc_msg(err, errlen, "zlib deflateInit failed");
+            st = CCRAMFS_ERR_ZLIB;
+            goto out;
+        }
+        w->zs_ok = 1;
     }
 
     uint64_t image_size = 0;

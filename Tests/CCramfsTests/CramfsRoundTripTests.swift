@@ -7,7 +7,8 @@ import Testing
 @Suite("CCramfs round trip")
 struct CramfsRoundTripTests {
     @Test func versionAndStatusNames() {
-        #expect(ccramfs_version() == 1)
+        #expect(ccramfs_version() == 2)
+        #expect(ccramfs_version() == CCRAMFS_API_VERSION)
         #expect(String(cString: ccramfs_status_name(CCRAMFS_ERR_FILE_TOO_LARGE)) == "CCRAMFS_ERR_FILE_TOO_LARGE")
         #expect(String(cString: ccramfs_status_name(CCRAMFS_OK)) == "CCRAMFS_OK")
     }

@@ -56,6 +56,11 @@ func makeDev(_ major: UInt32, _ minor: UInt32) -> UInt64 {
     return (mi & 0xFF) | ((ma & 0xFFF) << 8) | ((mi & ~0xFF) << 12) | ((ma & ~0xFFF) << 32)
 }
 
+/// Byte equality with memcmp ([UInt8] == compares element by element in debug builds).
+func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, a.count) == 0 } }
+}
+
 func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
@@ -144,10 +149,22 @@ final class ContentSource {
     /// When set, the content of this cookie changes after this many reads (for INPUT_CHANGED).
     var mutateCookie: UInt64? = nil
     var mutateAfterReads = 0
+    /// When > 0, the call with this number (1-based, counted in `calls`) fails with 55.
+    var failAtCall = 0
+    var calls = 0
+    /// When set, every call appends cookie, offset, len.
+    var log: [UInt64]? = nil
+    /// The thread that called ccramfs_write; calls from any other thread are counted.
+    var callerThread: pthread_t? = nil
+    var callsFromOtherThreads = 0
 }
 
 let contentReader: ccramfs_read_fn = { ctx, cookie, offset, buf, len in
     let src = Unmanaged<ContentSource>.fromOpaque(ctx!).takeUnretainedValue()
+    if let t = src.callerThread, pthread_equal(t, pthread_self()) == 0 { src.callsFromOtherThreads += 1 }
+    src.calls += 1
+    if src.log != nil { src.log!.append(contentsOf: [cookie, offset, UInt64(len)]) }
+    if src.failAtCall > 0 && src.calls == src.failAtCall { return 55 }
     if src.failWith != 0 { return src.failWith }
     src.reads += 1
     if let m = src.mutateCookie, src.reads > src.mutateAfterReads, var c = src.contents[m] {
@@ -165,16 +182,30 @@ let contentReader: ccramfs_read_fn = { ctx, cookie, offset, buf, len in
 /// Collects the image in memory from positional writes; records the call offsets.
 final class ImageSink {
     var bytes: [UInt8] = []
-    var calls: [(offset: UInt64, length: Int)] = []
+    /// Offset and length of every successful call, in call order.
+    var offsets: [UInt64] = []
+    var lengths: [Int] = []
+    var calls: [(offset: UInt64, length: Int)] { zip(offsets, lengths).map { ($0, $1) } }
     var failAfterCalls: Int? = nil
+    /// The thread that called ccramfs_write; calls from any other thread are counted.
+    var callerThread: pthread_t? = nil
+    var callsFromOtherThreads = 0
 }
 
 let imageWriter: ccramfs_output_fn = { ctx, offset, buf, len in
     let sink = Unmanaged<ImageSink>.fromOpaque(ctx!).takeUnretainedValue()
-    if let limit = sink.failAfterCalls, sink.calls.count >= limit { return 7 }
-    sink.calls.append((offset, len))
+    if let t = sink.callerThread, pthread_equal(t, pthread_self()) == 0 { sink.callsFromOtherThreads += 1 }
+    if let limit = sink.failAfterCalls, sink.offsets.count >= limit { return 7 }
+    sink.offsets.append(offset)
+    sink.lengths.append(len)
     let end = Int(offset) + len
-    if sink.bytes.count < end { sink.bytes.append(contentsOf: repeatElement(0, count: end - sink.bytes.count)) }
+    if sink.bytes.count < end {  // zero-fill the gap (memset: this runs unoptimised in tests)
+        let grow = end - sink.bytes.count
+        sink.bytes.append(contentsOf: [UInt8](unsafeUninitializedCapacity: grow) { b, n in
+            memset(b.baseAddress!, 0, grow)
+            n = grow
+        })
+    }
     sink.bytes.withUnsafeMutableBytes { raw in
         raw.baseAddress!.advanced(by: Int(offset)).copyMemory(from: buf!, byteCount: len)
     }
@@ -265,11 +296,15 @@ final class BuiltTree {
 
     /// Writes the image into memory.
     func write(
-        flags: UInt32 = 0, level: Int32 = 0, name: String? = nil, sink: ImageSink = ImageSink()
+        flags: UInt32 = 0, level: Int32 = 0, name: String? = nil, threads: UInt32 = 0,
+        sink: ImageSink = ImageSink()
     ) throws -> (image: [UInt8], result: ccramfs_write_result) {
         var opts = ccramfs_write_options()
         opts.flags = flags
         opts.compression_level = level
+        opts.threads = threads
+        source.callerThread = pthread_self()
+        sink.callerThread = pthread_self()
         var result = ccramfs_write_result()
         var err = [CChar](repeating: 0, count: 1024)
         let src = Unmanaged.passUnretained(source).toOpaque()

@@ -20,8 +20,9 @@
  *      content through the read callback one 4 KiB page at a time, compresses each page and
  *      pushes the image through the output callback. Memory: the metadata image (12 bytes +
  *      padded name per entry), ~40 bytes of bookkeeping per entry and ~50 KiB of buffers (plus
- *      2 bytes per data block with CCRAMFS_WRITE_SEQUENTIAL); file data is never held beyond one
- *      4 KiB page. Same tree + same content + same options -> identical bytes.
+ *      2 bytes per data block with CCRAMFS_WRITE_SEQUENTIAL, plus ~400 KiB per compression
+ *      thread when options.threads > 1); file data is never held beyond one 4 KiB page (per
+ *      in-flight block with threads). Same tree + same content + same options -> identical bytes.
  *      The image is byte-identical to what mkfs.cramfs (util-linux 2.38, same zlib) makes from
  *      the same tree staged on disk: with default options when no two files/symlinks other than
  *      hard links have identical content, and with CCRAMFS_WRITE_DEDUPLICATE when identical
@@ -49,7 +50,11 @@
 extern "C" {
 #endif
 
-/** API version of this header/library. */
+/**
+ * API version of this header/library (CCRAMFS_API_VERSION). 2: ccramfs_write_options gained
+ * `threads` (the struct grew: callers built against version 1 must be rebuilt).
+ */
+#define CCRAMFS_API_VERSION 2
 int ccramfs_version(void);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -204,12 +209,18 @@ typedef int (*ccramfs_output_fn)(void *ctx, uint64_t offset, const void *buf, si
 #define CCRAMFS_WRITE_DEDUPLICATE 0x2u  /* share data of files/symlinks with equal content and
                                            equal mode/uid/gid (reads such candidates twice) */
 
+/** Largest ccramfs_write_options.threads. */
+#define CCRAMFS_MAX_WRITE_THREADS 64u
+
 typedef struct ccramfs_write_options {
     uint32_t flags;               /* CCRAMFS_WRITE_* */
     int compression_level;        /* 1...9; 0 = zlib default (6, what mkfs.cramfs uses) */
     uint32_t edition;             /* fsid.edition (mkfs.cramfs -e); default 0 */
     const char *volume_name;      /* superblock name, <= 16 bytes; NULL = "Compressed" */
     size_t volume_name_len;
+    uint32_t threads;             /* (version >= 2) 0 or 1: compress on the calling thread;
+                                     2...CCRAMFS_MAX_WRITE_THREADS: that many worker threads
+                                     compress the blocks (see ccramfs_write) */
 } ccramfs_write_options;
 
 typedef struct ccramfs_write_result {
@@ -226,6 +237,19 @@ typedef struct ccramfs_write_result {
  * Writes the cramfs image of `tree`. `options` and `result` may be NULL. On failure returns the
  * status and writes a message to err (errlen bytes, always NUL-terminated if errlen > 0).
  * Output already emitted before a failure is garbage and should be discarded.
+ *
+ * Threads (options->threads = N > 1): min(N, data blocks) pthreads, started and joined inside
+ * this call, compress the blocks (both passes of CCRAMFS_WRITE_SEQUENTIAL; the reads with which
+ * CCRAMFS_WRITE_DEDUPLICATE compares content compress nothing and run before). Both callbacks
+ * are still called only from the calling thread: the read callback with the same sequence of
+ * (cookie, offset, len) and the output callback with the same sequence of (offset, bytes) as
+ * with N <= 1, so the image is identical for every N. The reads merely run ahead of the output
+ * by up to 16 blocks per worker: when the output callback, zlib or a limit check fails, pages
+ * that far beyond the failing block may already have been read (a failing read is still the
+ * last read). The workers run with every signal blocked; every error path stops and joins them
+ * before returning. Memory per worker: one deflate state (~270 KiB with zlib's defaults) and
+ * 16 slots of one page in plus deflateBound(4096) out (~130 KiB). If no thread can be started,
+ * the write proceeds on the calling thread. With N <= 1 the write runs exactly as in version 1.
  */
 ccramfs_status ccramfs_write(const ccramfs_tree *tree, const ccramfs_write_options *options,
                              ccramfs_read_fn read_data, void *read_ctx,
