@@ -285,4 +285,218 @@ func sha256(_ path: String) throws -> String {
         #expect(demo.workFiles.allSatisfy { !$0.contains("big.iso") }, "\(demo.workFiles)")
         #expect(try demo.nodeKey(1) == "old-key-1")
     }
+
+    // MARK: File data copied behind libisofs's back (ISOCopyPlan, FileCopy)
+
+    /// A layout straight from the demo tree with what the copy plan meets: files on disk (one
+    /// under two names, one empty) and in memory, the El Torito boot image and isohybrid MBR.
+    static func copyLayout(_ demo: DemoCopy, bootcd: String? = nil) throws -> ISOLayout {
+        let tree = demo.tree
+        let empty = demo.path + "/empty-file"
+        if !FileManager.default.fileExists(atPath: empty) { try Data().write(to: URL(fileURLWithPath: empty)) }
+        let bootcd = bootcd ?? tree + "/isofs/bootcd.img"
+        func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+        return ISOLayout(
+            volumeID: "COPYTEST",
+            files: [
+                ISOFile(name: "kernel", source: .path(tree + "/isofs/kernel")),
+                ISOFile(name: "bootcd.img", source: .path(bootcd)),
+                ISOFile(name: "again.img", source: .path(bootcd)),
+                ISOFile(name: "isolinux.bin", source: .bytes(try bytes(tree + "/isolinux/isolinux.bin"))),
+                ISOFile(name: "ldlinux.c32", source: .path(tree + "/isolinux/ldlinux.c32")),
+                ISOFile(name: "empty", source: .path(empty)),
+                ISOFile(name: "notes.txt", source: .bytes(Array("in memory\n".utf8))),
+            ],
+            bootImage: "isolinux.bin", isohybridMBR: try bytes(tree + "/isolinux/isohdpfx.bin"), timestamp: 1_700_000_000)
+    }
+
+    /// Writes `layout` through an OutputFile (kernel copies) and commits it.
+    static func writeToFile(_ layout: ISOLayout, _ path: String) throws -> ISOWriteReport {
+        let file = try OutputFile(path: path, confinedTo: nil)
+        let report = try Isofs.write(layout, to: file, cancellation: CancellationFlag())
+        try file.commit()
+        return report
+    }
+
+    /// Whatever the sink, the copied image is byte for byte the one libisofs streams itself.
+    @Test func copiedFileDataEqualsWhatLibisofsStreams() async throws {
+        let demo = try DemoCopy()
+        var layout = try Self.copyLayout(demo)
+        let tree = demo.tree
+        func size(_ path: String) throws -> Int64 { (try FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber).int64Value }
+        let onDisk = try size(tree + "/isofs/kernel") + size(tree + "/isofs/bootcd.img") + size(tree + "/isolinux/ldlinux.c32")
+
+        layout.streamFileData = true
+        let reference = demo.path + "/streamed.iso"
+        let streamed = try Self.writeToFile(layout, reference)
+        #expect(streamed.copiedBytes == 0)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: reference))
+        #expect(Int64(expected.count) == streamed.imageBytes && expected.count % (1 << 20) == 0)
+        layout.streamFileData = false
+
+        // Kernel copies into the output file.
+        let copiedPath = demo.path + "/copied.iso"
+        let copied = try Self.writeToFile(layout, copiedPath)
+        #expect(copied == ISOWriteReport(imageBytes: streamed.imageBytes, copiedBytes: onDisk))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: copiedPath)) == expected)
+        // Independent readers: every file, both names of the shared one, the empty one.
+        for (name, path) in [("kernel", tree + "/isofs/kernel"), ("bootcd.img", tree + "/isofs/bootcd.img"),
+                             ("again.img", tree + "/isofs/bootcd.img"), ("ldlinux.c32", tree + "/isolinux/ldlinux.c32")] {
+            #expect(try isoFile(copiedPath, "/" + name) == Data(contentsOf: URL(fileURLWithPath: path)), "\(name)")
+        }
+        #expect(try isoFile(copiedPath, "/empty").isEmpty)
+        #expect(String(decoding: try isoFile(copiedPath, "/notes.txt"), as: UTF8.self) == "in memory\n")
+        let joliet = try runProcess("/usr/bin/isoinfo", ["-J", "-i", copiedPath, "-x", "/again.img;1"])
+        #expect(joliet.stdout == (try Data(contentsOf: URL(fileURLWithPath: tree + "/isofs/bootcd.img"))))
+        let report = try runProcess("/usr/bin/xorriso", ["-indev", copiedPath, "-report_el_torito", "plain"])
+        #expect((String(decoding: report.stdout, as: UTF8.self) + report.stderr).contains("El Torito , MBR isohybrid"))
+
+        // A sink that cannot copy: read and write.
+        let memory = MemorySink()
+        #expect(try Isofs.write(layout, to: memory, cancellation: CancellationFlag()) == copied)
+        #expect(memory.data == expected)
+
+        // Standard output as a pipe (copy_file_range cannot, sendfile can) and as a file opened
+        // for appending (neither can).
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let readEnd = ends[0]
+        let reader = Task.detached { () -> Data in
+            let handle = FileHandle(fileDescriptor: readEnd, closeOnDealloc: true)
+            return handle.readDataToEndOfFile()
+        }
+        let piped = DescriptorSink(fd: ends[1])
+        #expect(try Isofs.write(layout, to: piped, cancellation: CancellationFlag()) == copied)
+        close(ends[1])
+        #expect(await reader.value == expected)
+        #expect(Int64(piped.count) == streamed.imageBytes)
+        let appended = demo.path + "/appended.iso"
+        let fd = open(appended, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        #expect(fd >= 0)
+        let appending = DescriptorSink(fd: fd)
+        #expect(try Isofs.write(layout, to: appending, cancellation: CancellationFlag()) == copied)
+        close(fd)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: appended)) == expected)
+    }
+
+    /// Sources on another file system (tmpfs): copy_file_range refuses (EXDEV), the copy still
+    /// happens, and the image is the same.
+    @Test func sourcesOnAnotherFileSystemGiveTheSameImage() throws {
+        let demo = try DemoCopy()
+        let shm = "/dev/shm/bootmedium-bootcd-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: demo.tree + "/isofs/bootcd.img", toPath: shm)
+        defer { try? FileManager.default.removeItem(atPath: shm) }
+        // The premise: the kernel will not copy_file_range from tmpfs to the work dir's file system.
+        let src = open(shm, O_RDONLY | O_CLOEXEC), dst = open(demo.path + "/probe", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        defer { close(src); close(dst) }
+        let probe = dlsym(nil, "copy_file_range").map { unsafeBitCast($0, to: (@convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int).self) }
+        var offset: Int64 = 0
+        let copyFileRange = try #require(probe)
+        let probed = copyFileRange(src, &offset, dst, nil, 4096, 0)
+        let code = errno
+        #expect(probed == -1 && code == EXDEV)
+
+        var layout = try Self.copyLayout(demo, bootcd: shm)
+        layout.streamFileData = true
+        _ = try Self.writeToFile(layout, demo.path + "/streamed.iso")
+        layout.streamFileData = false
+        let copied = try Self.writeToFile(layout, demo.path + "/copied.iso")
+        #expect(copied.copiedBytes > 0)
+        #expect(try sha256(demo.path + "/copied.iso") == (try sha256(demo.path + "/streamed.iso")))
+        // The service's images too: generic-iso from a tree whose bootcd.img lives on tmpfs.
+        let before = try cliBuild(demo, "generic-iso", "a.iso")
+        let bootcd = demo.tree + "/isofs/bootcd.img"
+        try FileManager.default.removeItem(atPath: bootcd)
+        try FileManager.default.createSymbolicLink(atPath: bootcd, withDestinationPath: shm)
+        let after = try cliBuild(demo, "generic-iso", "b.iso")
+        #expect(try sha256(before) == (try sha256(after)))
+    }
+
+    /// Builds through the CLI (synchronous, for non-async tests).
+    func cliBuild(_ demo: DemoCopy, _ action: String, _ name: String) throws -> String {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SOURCE_DATE_EPOCH"] = "1700000000"
+        let out = demo.workDir + "/" + name
+        let r = try runProcess(bootmediumExecutable, ["build", "--root", demo.path, "--action", action, "--output", out], environment: environment)
+        #expect(r.status == 0, "\(r.stderr)")
+        return out
+    }
+
+    /// A source that shrinks (or grows) while it is copied fails the build: never zeros, never a
+    /// short image, nothing left behind; through kernel copies and through reads alike.
+    @Test func aSourceChangingSizeDuringTheCopyFailsTheBuild() async throws {
+        let demo = try DemoCopy()
+        // A private bootcd.img of several copy pieces (a valid gzip: its size is measured).
+        let bootcd = demo.tree + "/isofs/bootcd.img"
+        try FileManager.default.removeItem(atPath: bootcd)
+        let made = try runProcess("/bin/sh", ["-c", "head -c 20000000 /dev/urandom | gzip -1 > \"$1\"", "sh", bootcd])
+        #expect(made.status == 0)
+        let target = bootcd
+        for change in ["shrink", "grow"] {
+            FileCopy.beforePiece.withLock {
+                $0[target] = { done in
+                    guard done > 0 else { return }
+                    if change == "shrink" {
+                        truncate(target, 4096)
+                    } else {
+                        let fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC)
+                        _ = write(fd, "more", 4)
+                        close(fd)
+                    }
+                }
+            }
+            defer { _ = FileCopy.beforePiece.withLock { $0.removeValue(forKey: target) } }
+            let original = try Data(contentsOf: URL(fileURLWithPath: bootcd))
+            let reason = change == "shrink" ? "ended early" : "changed size"
+            // Through the service into an output file (kernel copies).
+            do {
+                _ = try await demo.build("node-iso", name: "t.iso")
+                Issue.record("the build succeeded")
+            } catch let error as BootMediumError {
+                #expect(error.code == .imageBuildFailed && error.message.contains(reason), "\(error)")
+            }
+            #expect(demo.workFiles.filter { $0.hasSuffix("iso") || $0.contains("bootmedium-") }.isEmpty, "\(demo.workFiles)")
+            #expect(try demo.nodeKey(1) == "old-key-1")
+            try original.write(to: URL(fileURLWithPath: bootcd))
+            // Into memory (read and write).
+            let memory = MemorySink()
+            let layout = try Self.copyLayout(demo, bootcd: bootcd)
+            do {
+                try Isofs.write(layout, to: memory, cancellation: CancellationFlag())
+                Issue.record("the build succeeded")
+            } catch {
+                #expect(error.code == .imageBuildFailed && error.message.contains(reason), "\(error)")
+            }
+            try original.write(to: URL(fileURLWithPath: bootcd))
+        }
+    }
+
+    /// Errors of the kernel copy are write errors: a file-size limit (EFBIG) and a full disk
+    /// (ENOSPC) met while copying bootcd.img fail the request and leave nothing behind.
+    @Test func writeErrorsDuringTheCopyLeaveNothing() throws {
+        let demo = try DemoCopy()
+        let image = try cliBuild(demo, "generic-iso", "size.iso")
+        let size = try #require(FileManager.default.attributesOfItem(atPath: image)[.size] as? Int)
+        try FileManager.default.removeItem(atPath: image)
+        var environment = ProcessInfo.processInfo.environment
+        environment["SOURCE_DATE_EPOCH"] = "1700000000"
+        // The limit lies past libisofs's part (the head) and inside the copied files.
+        let limitKiB = size / 1024 / 2
+        let r = try runProcess("/bin/sh", ["-c", "ulimit -f \(limitKiB); exec \"$0\" \"$@\"", bootmediumExecutable,
+            "build", "--root", demo.path, "--action", "node-iso", "--node", "1", "--output", "%d/big.iso"], environment: environment)
+        #expect(r.status != 0)
+        #expect(r.stderr.hasPrefix("error[io-error]: write") && r.stderr.contains("File too large"), "\(r.stderr)")
+        #expect(demo.workFiles.allSatisfy { !$0.contains("big.iso") && !$0.contains("bootmedium-") }, "\(demo.workFiles)")
+        #expect(try demo.nodeKey(1) == "old-key-1")
+        // A work dir on a tmpfs with room for half the image.
+        try FileManager.default.createDirectory(atPath: demo.workDir, withIntermediateDirectories: true)
+        let mount = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size / 2)", "tmpfs", demo.workDir])
+        try #require(mount.status == 0, "mount: \(mount.stderr)")
+        defer { _ = try? runProcess("/bin/umount", [demo.workDir]) }
+        let full = try runProcess(bootmediumExecutable, ["build", "--root", demo.path, "--action", "node-iso", "--node", "1", "--output", "%d/full.iso"], environment: environment)
+        #expect(full.status != 0)
+        #expect(full.stderr.hasPrefix("error[io-error]: write") && full.stderr.contains("No space left on device"), "\(full.stderr)")
+        #expect(demo.workFiles.allSatisfy { !$0.contains("full.iso") && !$0.contains("bootmedium-") }, "\(demo.workFiles)")
+        #expect(try demo.nodeKey(1) == "old-key-1")
+    }
 }

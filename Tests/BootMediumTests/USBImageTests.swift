@@ -313,4 +313,96 @@ struct USBTestInputs {
         #expect(text.contains("SYSLINUX 6.04 20210613"), "\(text)")
         #expect(text.contains("Loading nosuchkernel... failed"), "\(text)")
     }
+
+    /// Files on disk reach the image by kernel copies when the sink can (an output file), by
+    /// reads and writes when it cannot, and by both when its copies come short or stop part way:
+    /// the same bytes every time.
+    @Test(arguments: [false, true])
+    func kernelCopiesAndTheirFallbackGiveTheSameImage(partitioned: Bool) throws {
+        let inputs = try USBTestInputs(bootcdSize: 20 << 20)  // several copy pieces
+        let options = try Self.options(partitioned: partitioned)
+        let reference = inputs.scratch.file("read.img")
+        _ = try inputs.write(to: reference, options: options)  // FATFileSink cannot copy
+        let layout = try USBImageLayout(files: inputs.files, syslinux: try TestSyslinux.payload(), options: options)
+
+        let copied = inputs.scratch.file("copied.img")
+        let file = try OutputFile(path: copied, confinedTo: nil)
+        try layout.write(to: file, cancellation: CancellationFlag())
+        try file.commit()
+        #expect(try fatSHA256(copied) == (try fatSHA256(reference)))
+
+        /// Copies at most 100 000 bytes per call, and no more after 5 calls.
+        final class StingySink: ImageSink {
+            let fd: Int32
+            var copies = 0, refusals = 0
+            init(path: String) { fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            deinit { close(fd) }
+            func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) { try Posix.writeAll(fd, bytes, path: "stingy") }
+            func copy(from source: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? {
+                guard copies < 5 else {
+                    refusals += 1
+                    return nil
+                }
+                copies += 1
+                return try Posix.copyFileRange(from: source, offset: offset, to: fd, count: min(count, 100_000), path: "stingy")
+            }
+        }
+        let stingyPath = inputs.scratch.file("stingy.img")
+        let stingy = StingySink(path: stingyPath)
+        try layout.write(to: stingy, cancellation: CancellationFlag())
+        #expect(stingy.copies == 5 && stingy.refusals == 2)  // one refusal per file on disk
+        #expect(try fatSHA256(stingyPath) == (try fatSHA256(reference)))
+        if !partitioned {
+            try Self.expectClean(copied)
+            try Self.expectContents(copied, inputs)
+        }
+    }
+
+    /// A source that shrinks or grows while it is copied fails the image (never zeros, never a
+    /// short file), through kernel copies and through reads alike.
+    @Test func aSourceChangingSizeDuringTheCopyFails() throws {
+        let inputs = try USBTestInputs(bootcdSize: 20 << 20)
+        let options = try Self.options(partitioned: false)
+        let layout = try USBImageLayout(files: inputs.files, syslinux: try TestSyslinux.payload(), options: options)
+        guard case .file(let bootcd) = try #require(inputs.files.first { $0.path == ["bootcd.img"] }).source else {
+            Issue.record("bootcd.img is not on disk")
+            return
+        }
+        let original = try Data(contentsOf: URL(fileURLWithPath: bootcd))
+        for change in ["shrink", "grow"] {
+            FileCopy.beforePiece.withLock {
+                $0[bootcd] = { done in
+                    guard done > 0 else { return }
+                    if change == "shrink" {
+                        truncate(bootcd, 4096)
+                    } else {
+                        let fd = open(bootcd, O_WRONLY | O_APPEND | O_CLOEXEC)
+                        _ = write(fd, "more", 4)
+                        close(fd)
+                    }
+                }
+            }
+            defer { _ = FileCopy.beforePiece.withLock { $0.removeValue(forKey: bootcd) } }
+            let reason = change == "shrink" ? "ended early" : "changed size"
+            let target = inputs.scratch.file("out-\(change).img")
+            do {
+                let file = try OutputFile(path: target, confinedTo: nil)
+                try layout.write(to: file, cancellation: CancellationFlag())
+                Issue.record("the image was written")
+            } catch {
+                #expect(error.code == .imageBuildFailed && error.message.contains(reason), "\(error)")
+            }
+            // Nothing left: no image, no temp file.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: inputs.scratch.path).allSatisfy { !$0.contains("out-") })
+            try original.write(to: URL(fileURLWithPath: bootcd))
+            let sink = try FATFileSink(path: inputs.scratch.file("sink-\(change).img"))
+            do {
+                try layout.write(to: sink, cancellation: CancellationFlag())
+                Issue.record("the image was written")
+            } catch {
+                #expect(error.code == .imageBuildFailed && error.message.contains(reason), "\(error)")
+            }
+            try original.write(to: URL(fileURLWithPath: bootcd))
+        }
+    }
 }

@@ -1,8 +1,26 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
+import Synchronization
+
+extension ImageSink {
+    /// No kernel copy: ``FileCopy`` reads and writes.
+    public func copy(from fd: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? { nil }
+}
 
 extension OutputFile: ImageSink {
     func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) {
         try Posix.writeAll(fd, bytes, path: path)
+        noteWritten(bytes.count)
+    }
+
+    func copy(from source: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? {
+        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: path)
+        if let n { noteWritten(n) }
+        return n
     }
 }
 
@@ -22,5 +40,86 @@ final class DescriptorSink: ImageSink {
     func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) {
         try Posix.writeAll(fd, bytes, path: "fd \(fd)")
         count += bytes.count
+    }
+
+    func copy(from source: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? {
+        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: "fd \(fd)")
+        if let n { self.count += n }
+        return n
+    }
+}
+
+/// Copies files on disk into image sinks: in the kernel when the sink can
+/// (``ImageSink/copy(from:offset:count:)``), else through a caller's buffer.
+enum FileCopy {
+    /// The most one kernel copy moves between two cancellation checks.
+    static let piece = 8 << 20
+
+    /// Tests: by source path, called before each piece with the bytes copied so far.
+    static let beforePiece = Mutex<[String: @Sendable (Int64) -> Void]>([:])
+
+    /// Appends the `size` bytes of the regular file at `path` to `sink`, checking `cancellation`
+    /// before every piece. Pieces are copied in the kernel while the sink can, else read into
+    /// `buffer` and written (at most `buffer.count` bytes per `write`).
+    ///
+    /// The file must be `size` bytes when opened and still when done, and must not end early:
+    /// otherwise `imageBuildFailed`, never zeros or a short image.
+    static func append(
+        path: String, size: Int64, to sink: any ImageSink, buffer: UnsafeMutableRawBufferPointer,
+        cancellation: CancellationFlag
+    ) throws(BootMediumError) {
+        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        if fd < 0 { throw .io("open", path: path, errno: errno) }
+        defer { close(fd) }
+        try checkSize(fd, path: path, size: size)
+        let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[path] }
+        var done: Int64 = 0
+        var kernel = true
+        while done < size {
+            try cancellation.check()
+            hook?(done)
+            if kernel {
+                let want = Int(min(Int64(piece), size - done))
+                if let n = try sink.copy(from: fd, offset: done, count: want), n > 0 {
+                    done += Int64(n)
+                    continue
+                }
+                // Cannot copy (or no bytes: confirmed by reading below): read and write from here.
+                kernel = false
+            }
+            let want = Int(min(Int64(buffer.count), size - done))
+            let offset = done
+            let n = Posix.retrying { pread(fd, buffer.baseAddress!, want, off_t(offset)) }
+            if n < 0 { throw .io("read", path: path, errno: errno) }
+            if n == 0 {
+                throw BootMediumError(
+                    .imageBuildFailed, "\(path) ended early while the image was built",
+                    context: ["path": path, "expected": String(size), "read": String(done)])
+            }
+            try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            done += Int64(n)
+        }
+        try checkSize(fd, path: path, size: size)
+    }
+
+    private static func checkSize(_ fd: Int32, path: String, size: Int64) throws(BootMediumError) {
+        var info = stat()
+        if fstat(fd, &info) != 0 { throw .io("stat", path: path, errno: errno) }
+        guard Int64(info.st_size) == size else {
+            throw BootMediumError(
+                .imageBuildFailed, "\(path) changed size while the image was built",
+                context: ["path": path, "expected": String(size), "actual": String(info.st_size)])
+        }
+    }
+
+    /// Appends `count` zero bytes to `sink`, at most `zeros.count` per `write`. `zeros` must hold
+    /// zeros.
+    static func appendZeros(_ count: Int64, to sink: any ImageSink, zeros: UnsafeRawBufferPointer) throws(BootMediumError) {
+        var remaining = count
+        while remaining > 0 {
+            let n = Int(min(Int64(zeros.count), remaining))
+            try sink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<n]))
+            remaining -= Int64(n)
+        }
     }
 }

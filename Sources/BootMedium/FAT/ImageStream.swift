@@ -6,14 +6,14 @@ import Darwin
 
 /// Sequential, buffered writing of a disk image into an ``ImageSink``: bytes are collected in a
 /// fixed buffer (1 MiB) and handed to the sink when it is full; `cancellation` is checked before
-/// every hand-over. Files on disk are copied through the same buffer, so memory stays bounded
-/// whatever the image size.
+/// every hand-over. Files on disk go to the sink directly (``FileCopy``: in the kernel when the
+/// sink can, else through the same buffer), so memory stays bounded whatever the image size.
 final class ImageStream {
     static let chunkSize = 1 << 20
 
     private let sink: any ImageSink
     private let cancellation: CancellationFlag
-    private var buffer: [UInt8]
+    private let buffer: UnsafeMutableRawBufferPointer
     private var filled = 0
     /// Bytes accepted so far (buffered or written).
     private(set) var offset: Int64 = 0
@@ -21,8 +21,10 @@ final class ImageStream {
     init(sink: any ImageSink, cancellation: CancellationFlag, chunkSize: Int = ImageStream.chunkSize) {
         self.sink = sink
         self.cancellation = cancellation
-        buffer = [UInt8](repeating: 0, count: chunkSize)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
     }
+
+    deinit { buffer.deallocate() }
 
     /// Appends `bytes`.
     func append(_ bytes: [UInt8]) throws(BootMediumError) {
@@ -30,7 +32,9 @@ final class ImageStream {
         while index < bytes.count {
             if filled == buffer.count { try flush() }
             let n = min(buffer.count - filled, bytes.count - index)
-            buffer.replaceSubrange(filled..<(filled + n), with: bytes[index..<(index + n)])
+            bytes.withUnsafeBytes { source in
+                (buffer.baseAddress! + filled).copyMemory(from: source.baseAddress! + index, byteCount: n)
+            }
             filled += n
             index += n
             offset += Int64(n)
@@ -43,59 +47,27 @@ final class ImageStream {
         while remaining > 0 {
             if filled == buffer.count { try flush() }
             let n = Int(min(Int64(buffer.count - filled), remaining))
-            buffer.withUnsafeMutableBytes { raw in
-                _ = memset(raw.baseAddress! + filled, 0, n)
-            }
+            _ = memset(buffer.baseAddress! + filled, 0, n)
             filled += n
             remaining -= Int64(n)
             offset += Int64(n)
         }
     }
 
-    /// Appends the `size` bytes of the regular file at `path`, read in chunks. Throws
-    /// `imageBuildFailed` when the file's size is not `size` (changed since it was measured).
+    /// Appends the `size` bytes of the regular file at `path` (``FileCopy``). Throws
+    /// `imageBuildFailed` when the file's size is not `size` (changed since it was measured) or
+    /// it ends early.
     func appendFile(path: String, size: Int64) throws(BootMediumError) {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-        if fd < 0 { throw .io("open", path: path, errno: errno) }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) != 0 { throw .io("stat", path: path, errno: errno) }
-        guard Int64(info.st_size) == size else {
-            throw BootMediumError(
-                .imageBuildFailed, "\(path) changed size while the image was built",
-                context: ["path": path, "expected": String(size), "actual": String(info.st_size)])
-        }
-        var remaining = size
-        while remaining > 0 {
-            if filled == buffer.count { try flush() }
-            let want = Int(min(Int64(buffer.count - filled), remaining))
-            let start = filled
-            let n = buffer.withUnsafeMutableBytes { raw in
-                Posix.retrying { read(fd, raw.baseAddress! + start, want) }
-            }
-            if n < 0 { throw .io("read", path: path, errno: errno) }
-            if n == 0 {
-                throw BootMediumError(
-                    .imageBuildFailed, "\(path) ended early while the image was built", context: ["path": path])
-            }
-            filled += n
-            remaining -= Int64(n)
-            offset += Int64(n)
-        }
+        try flush()
+        try FileCopy.append(path: path, size: size, to: sink, buffer: buffer, cancellation: cancellation)
+        offset += size
     }
 
     /// Hands the buffered bytes to the sink.
     func flush() throws(BootMediumError) {
         try cancellation.check()
         guard filled > 0 else { return }
-        let count = filled
-        let result: Result<Void, BootMediumError> = buffer.withUnsafeBytes { raw in
-            do throws(BootMediumError) {
-                try sink.write(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        try result.get()
+        try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
         filled = 0
     }
 }

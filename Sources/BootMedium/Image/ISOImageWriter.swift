@@ -25,7 +25,7 @@ struct ISOImageWriter: ImageWriter {
             isohybridMBR: try MediumContents.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
         // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
         try withExtendedLifetime(contents) { () throws(BootMediumError) in
-            try Isofs.write(layout, to: sink, cancellation: cancellation)
+            _ = try Isofs.write(layout, to: sink, cancellation: cancellation)
         }
     }
 }

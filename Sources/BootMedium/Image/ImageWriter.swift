@@ -2,6 +2,12 @@
 public protocol ImageSink: AnyObject {
     /// Appends bytes.
     func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError)
+
+    /// Appends up to `count` bytes of the open regular file `fd`, read from `offset`, without
+    /// passing them through user memory (`copy_file_range`), when this sink can. Returns the bytes
+    /// appended (0: the file ends at `offset`), or nil when it cannot copy from `fd` (the default),
+    /// and the caller reads and writes instead (``FileCopy``).
+    func copy(from fd: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int?
 }
 
 /// What an image writer is given: the plan and the rendered node config.

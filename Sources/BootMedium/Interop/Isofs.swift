@@ -33,6 +33,18 @@ struct ISOLayout: Sendable {
     var isohybridMBR: [UInt8]?
     /// Every timestamp of the image (seconds since the epoch, UTC).
     var timestamp: Int64
+    /// Let libisofs stream the data of files on disk too (tests: the reference the copying
+    /// path must equal byte for byte).
+    var streamFileData = false
+}
+
+/// What ``Isofs/write(_:to:cancellation:)`` did.
+struct ISOWriteReport: Sendable, Equatable {
+    /// The image size in bytes.
+    var imageBytes: Int64 = 0
+    /// Bytes of files on disk copied into the sink by ``FileCopy`` rather than streamed through
+    /// libisofs (0 when libisofs streamed everything).
+    var copiedBytes: Int64 = 0
 }
 
 /// The only place that talks to libisofs.
@@ -41,6 +53,16 @@ struct ISOLayout: Sendable {
 /// concurrent use, so every build holds ``lock`` from the first call to the last. Messages of
 /// severity MISHAP or worse make the build fail (and libisofs aborts at MISHAP), so a source
 /// file that vanishes or changes size while being read is an error, never zeros in the image.
+///
+/// **File data.** libisofs lays the image out and writes everything but the data of files on
+/// disk: their streams wait (``IsofsDataDecision``) while the reader takes the head of the image
+/// (system area, volume descriptors, root directory, which libisofs writes before any file
+/// data) and finds where those files' data lie (``ISOCopyPlan``). When they are the last data of
+/// the image, back to back, as libisofs places them, the reader takes libisofs's bytes up to the
+/// first of them, stops libisofs, and appends the files itself with ``FileCopy``
+/// (`copy_file_range`, no pass through libisofs's ring buffer), then the zero padding up to the
+/// size libisofs computed. The bytes are those libisofs would have written (a test compares).
+/// When the layout is not that, the streams read their files and libisofs writes every byte.
 enum Isofs {
     private static let lock = Mutex<Bool>(false)
 
@@ -49,10 +71,11 @@ enum Isofs {
     nonisolated(unsafe) static var beforeWriteHook: (@Sendable (ISOLayout) -> Void)?
 
     /// Writes the image described by `layout` into `sink`.
+    @discardableResult
     static func write(_ layout: ISOLayout, to sink: any ImageSink, cancellation: CancellationFlag)
-        throws(BootMediumError)
+        throws(BootMediumError) -> ISOWriteReport
     {
-        let result: Result<Void, BootMediumError> = lock.withLock { initialized in
+        let result: Result<ISOWriteReport, BootMediumError> = lock.withLock { initialized in
             if !initialized {
                 guard iso_init() >= 0 else {
                     return .failure(BootMediumError(.imageBuildFailed, "libisofs failed to initialize"))
@@ -67,13 +90,12 @@ enum Isofs {
             }
             _ = drainMessages()  // whatever an earlier build left
             do throws(BootMediumError) {
-                try writeLocked(layout, to: sink, cancellation: cancellation)
-                return .success(())
+                return .success(try writeLocked(layout, to: sink, cancellation: cancellation))
             } catch {
                 return .failure(error)
             }
         }
-        try result.get()
+        return try result.get()
     }
 
     private static func failure(_ what: String, _ code: Int32) -> BootMediumError {
@@ -117,7 +139,7 @@ enum Isofs {
 
     private static func writeLocked(
         _ layout: ISOLayout, to sink: any ImageSink, cancellation: CancellationFlag
-    ) throws(BootMediumError) {
+    ) throws(BootMediumError) -> ISOWriteReport {
         let time = time_t(layout.timestamp)
         var image: OpaquePointer?
         try check(iso_image_new(layout.volumeID, &image), "create image")
@@ -128,11 +150,18 @@ enum Isofs {
         let root = iso_image_get_root(image)
         stamp(root, time, mode: 0o555)
 
+        let decision: IsofsDataDecision? = layout.streamFileData ? nil : IsofsDataDecision()
+        // From here on, streams waiting for the decision must never block libisofs's writer
+        // thread, which cancelling and freeing the burn source join.
+        defer { decision?.decide(.abandon) }
+        var onDisk: [String: ISOCopyPlan.File] = [:]
         for file in layout.files {
             let stream: UnsafeMutablePointer<IsoStream>?
             switch file.source {
             case .path(let path):
-                stream = try IsofsFileStream.make(path: path)
+                let made = try IsofsFileStream.make(path: path, decision: decision)
+                stream = made.stream
+                if made.size > 0 { onDisk[file.name] = ISOCopyPlan.File(path: path, size: made.size) }
             case .bytes(let bytes):
                 // libisofs owns (and frees) the buffer of a memory stream.
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
@@ -152,6 +181,10 @@ enum Isofs {
                 throw failure("add \(file.name)", added)
             }
             stamp(node, time, mode: 0o444)
+            if case .path = file.source {
+                // Files on disk after those in memory: their data end the image (ISOCopyPlan).
+                iso_node_set_sort_weight(node, -1)
+            }
         }
 
         var boot: OpaquePointer?
@@ -185,6 +218,7 @@ enum Isofs {
         _ = iso_write_opts_set_replace_timestamps(opts, 2)
         _ = iso_write_opts_set_default_timestamp(opts, time)
         _ = iso_write_opts_set_dir_rec_mtime(opts, 7)
+        _ = iso_write_opts_set_sort_files(opts, 1)
         _ = iso_write_opts_set_fifo_size(opts, 2048)  // 4 MiB between libisofs's writer and us
         var uuid = Array(Self.volumeTimeString(layout.timestamp).utf8CString)
         _ = iso_write_opts_set_pvd_times(opts, time, time, 0, time, &uuid)
@@ -207,45 +241,130 @@ enum Isofs {
             source.pointee.free_data?(source)
             free(source)
         }
-        // Large reads: libisofs's ring buffer wakes the reader once per read, not per block.
+        let imageBytes = Int64(source.pointee.get_size?(source) ?? 0)
         let chunk = 512 * 2048
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
-        while true {
-            if cancellation.isCancelled {
-                _ = source.pointee.cancel?(source)
-                throw BootMediumError(.cancelled, "The request was cancelled")
+        var report = ISOWriteReport(imageBytes: imageBytes)
+        var written: Int64 = 0
+
+        /// Reads exactly `count` (at most `chunk`) bytes of the image into `buffer`; false at its end.
+        func take(_ count: Int) throws(BootMediumError) -> Bool {
+            let n = source.pointee.read_xt?(source, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(count)) ?? -1
+            if n < 0 || (n > 0 && Int(n) != count) { throw writeFailure() }
+            return n > 0
+        }
+        func send(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) {
+            try sink.write(bytes)
+            written += Int64(bytes.count)
+        }
+        func sendZeros(_ count: Int64) throws(BootMediumError) {
+            memset(buffer.baseAddress!, 0, Int(min(Int64(chunk), count)))
+            try FileCopy.appendZeros(count, to: sink, zeros: UnsafeRawBufferPointer(buffer))
+            written += count
+        }
+
+        do throws(BootMediumError) {
+            if let decision {
+                // The head of the image, until the root directory's end (before any file data).
+                var head: [UInt8] = []
+                var ended = false
+                var dataLBA: UInt32 = 0
+                let known = iso_write_opts_get_data_start(opts, &dataLBA, 0) >= 0
+                let plan = onDisk.isEmpty || !known ? nil : try ISOCopyPlan.make(
+                    files: onDisk, imageBytes: imageBytes, fileDataStart: Int64(dataLBA) * 2048
+                ) { (length: Int) throws(BootMediumError) -> [UInt8]? in
+                    while head.count < length && !ended {
+                        try cancellation.check()
+                        let n = min(chunk, length - head.count)
+                        if try take(n) {
+                            head.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                        } else {
+                            ended = true
+                        }
+                    }
+                    return head.count >= length ? head : nil
+                }
+                if ended { throw writeFailure() }
+                let mode = decision.decide(plan == nil ? .stream : .copy)
+                var headIndex = 0
+                while headIndex < head.count {  // through `buffer`: `withUnsafeBytes` drops typed errors
+                    let n = min(chunk, head.count - headIndex)
+                    head.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + headIndex, byteCount: n) }
+                    try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    headIndex += n
+                }
+                if let plan, mode == .copy {
+                    // libisofs's bytes up to the first copied file's data.
+                    while written < plan.dataStart {
+                        try cancellation.check()
+                        let n = Int(min(Int64(chunk), plan.dataStart - written))
+                        guard try take(n) else { throw writeFailure() }
+                        try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    }
+                    // Whatever went wrong up to here fails the build; past here libisofs only
+                    // writes the zeros of the files copied below.
+                    let messages = drainMessages()
+                    if !messages.isEmpty {
+                        throw BootMediumError(.imageBuildFailed, "libisofs reported: " + messages.joined(separator: "; "))
+                    }
+                    _ = source.pointee.cancel?(source)  // stops and joins libisofs's writer
+                    _ = drainMessages()  // its note about being cancelled
+                    for extent in plan.extents {
+                        guard written == extent.offset else {
+                            throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data out of place")
+                        }
+                        try FileCopy.append(path: extent.path, size: extent.size, to: sink, buffer: buffer, cancellation: cancellation)
+                        written += extent.size
+                        report.copiedBytes += extent.size
+                        try sendZeros(ISOCopyPlan.blocks(extent.size) * 2048 - extent.size)
+                    }
+                    try sendZeros(imageBytes - written)
+                    try cancellation.check()
+                    return report
+                }
             }
-            // Let libisofs's writer fill its ring buffer before taking from it: a reader that
-            // waits on a near-empty buffer is woken per 2 KiB block (a futex storm).
-            var capacity = 0
-            var free = 0
-            for _ in 0..<200 {
-                let state = iso_ring_buffer_get_status(source, &capacity, &free)
-                guard state == 1, capacity - free < chunk else { break }
-                usleep(200)
+            // libisofs streams every byte. Large reads: its ring buffer wakes the reader once per
+            // read, not per block. Reads are exact (the ring reports a partial last read as its
+            // end), then one more must find the end.
+            while written < imageBytes {
+                try cancellation.check()
+                // Let libisofs's writer fill its ring buffer before taking from it: a reader that
+                // waits on a near-empty buffer is woken per 2 KiB block (a futex storm).
+                var capacity = 0
+                var free = 0
+                for _ in 0..<200 {
+                    let state = iso_ring_buffer_get_status(source, &capacity, &free)
+                    guard state == 1, capacity - free < chunk else { break }
+                    usleep(200)
+                }
+                let n = Int(min(Int64(chunk), imageBytes - written))
+                guard try take(n) else { throw writeFailure() }
+                try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             }
-            let n = source.pointee.read_xt?(source, buffer, Int32(chunk)) ?? -1
-            if n < 0 {
-                let messages = drainMessages()
-                throw BootMediumError(
-                    .imageBuildFailed,
-                    "libisofs failed while writing the image"
-                        + (messages.isEmpty ? "" : ": " + messages.joined(separator: "; ")))
+            if try take(1) {
+                throw BootMediumError(.imageBuildFailed, "libisofs wrote more than the image size it computed")
             }
-            if n == 0 { break }
-            do throws(BootMediumError) {
-                try sink.write(UnsafeRawBufferPointer(start: buffer, count: Int(n)))
-            } catch {
-                _ = source.pointee.cancel?(source)
-                throw error
-            }
+        } catch {
+            decision?.decide(.abandon)
+            _ = source.pointee.cancel?(source)
+            throw error
         }
         let messages = drainMessages()
         if !messages.isEmpty {
             throw BootMediumError(
                 .imageBuildFailed, "libisofs reported: " + messages.joined(separator: "; "))
         }
+        return report
+    }
+
+    /// libisofs stopped early or failed: the error with its messages.
+    private static func writeFailure() -> BootMediumError {
+        let messages = drainMessages()
+        return BootMediumError(
+            .imageBuildFailed,
+            "libisofs failed while writing the image"
+                + (messages.isEmpty ? "" : ": " + messages.joined(separator: "; ")))
     }
 
     /// `YYYYMMDDhhmmss00` in UTC, libisofs's fully predictable volume time.
@@ -256,5 +375,172 @@ enum Isofs {
         return String(
             format: "%04d%02d%02d%02d%02d%02d00", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
             Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+    }
+}
+
+/// Where libisofs put the data of an image's files on disk, read from the image's head: the
+/// ECMA-119 volume descriptors and root directory, with Rock Ridge names (``Isofs``).
+///
+/// A plan exists only when every such file is in the root directory with its full size and their
+/// data are the last data of the image, back to back from `dataStart`, each padded to a whole
+/// block: every other extent (directories, path tables, boot catalog, files in memory) ends
+/// before `dataStart`, and the volume is `imageBytes` long. What follows the last file up to
+/// `imageBytes` is libisofs's zero padding (no checksums, GPT or appended partitions are
+/// requested).
+struct ISOCopyPlan: Equatable {
+    /// A file on disk, by root name.
+    struct File: Equatable, Sendable {
+        let path: String
+        let size: Int64
+    }
+
+    /// One file's data in the image.
+    struct Extent: Equatable {
+        let path: String
+        let offset: Int64
+        let size: Int64
+    }
+
+    /// The offset of the first file's data.
+    let dataStart: Int64
+    /// The files' data in image order (a file given under two names is copied once).
+    let extents: [Extent]
+
+    static let blockSize: Int64 = 2048
+
+    /// 2048-byte blocks holding `bytes`.
+    static func blocks(_ bytes: Int64) -> Int64 { (bytes + blockSize - 1) / blockSize }
+
+    /// Reads the head through `head(length)` (the image's first `length` bytes, nil when it is
+    /// shorter), never asking past `fileDataStart` (where libisofs starts writing file data), and
+    /// plans `files`; nil when the image is not laid out as described above.
+    static func make(
+        files: [String: File], imageBytes: Int64, fileDataStart: Int64,
+        head: (Int) throws(BootMediumError) -> [UInt8]?
+    ) throws(BootMediumError) -> ISOCopyPlan? {
+        let block = Int(blockSize)
+        func read(_ length: Int) throws(BootMediumError) -> [UInt8]? {
+            guard length <= fileDataStart else { return nil }
+            return try head(length)
+        }
+        // Volume descriptors from block 16 up to the terminator.
+        var descriptors: [UInt8: Int] = [:]
+        var index = 16
+        var bytes: [UInt8] = []
+        while true {
+            guard index < 64, let got = try read((index + 1) * block) else { return nil }
+            bytes = got
+            let at = index * block
+            guard Array(bytes[(at + 1)..<(at + 6)]) == Array("CD001".utf8) else { return nil }
+            let type = bytes[at]
+            if type == 255 { break }
+            if descriptors[type] == nil { descriptors[type] = at }
+            index += 1
+        }
+        guard let primary = descriptors[1] else { return nil }
+        guard Int64(le32(bytes, primary + 80)) * blockSize == imageBytes else { return nil }
+        // Every metadata extent must end before the first file's data.
+        var metadataEnd = Int64(index + 1) * blockSize
+        for type: UInt8 in [1, 2] {
+            guard let at = descriptors[type] else { continue }
+            let tableBlocks = blocks(Int64(le32(bytes, at + 132)))
+            metadataEnd = max(
+                metadataEnd, Int64(le32(bytes, at + 158)) * blockSize + Int64(le32(bytes, at + 166)),
+                (Int64(le32(bytes, at + 140)) + tableBlocks) * blockSize,
+                (Int64(be32(bytes, at + 148)) + tableBlocks) * blockSize)
+        }
+        if let boot = descriptors[0] {
+            metadataEnd = max(metadataEnd, (Int64(le32(bytes, boot + 71)) + 1) * blockSize)
+        }
+        // The root directory.
+        let rootStart = Int(le32(bytes, primary + 158)) * block
+        let rootLength = Int(le32(bytes, primary + 166))
+        guard rootStart >= (index + 1) * block, rootLength > 0, rootLength % block == 0,
+            let all = try read(rootStart + rootLength)
+        else { return nil }
+        bytes = all
+        var found: [String: (offset: Int64, size: Int64)] = [:]
+        var others: [(offset: Int64, size: Int64)] = []
+        var position = rootStart
+        let rootEnd = rootStart + rootLength
+        while position < rootEnd {
+            let length = Int(bytes[position])
+            if length == 0 {  // the rest of this block is unused
+                position = (position / block + 1) * block
+                continue
+            }
+            guard length >= 34, position % block + length <= block else { return nil }
+            let record = Array(bytes[position..<(position + length)])
+            position += length
+            let nameLength = Int(record[32])
+            guard 33 + nameLength <= length else { return nil }
+            if nameLength == 1 && record[33] <= 1 { continue }  // "." and ".."
+            let flags = record[25]
+            guard flags & 0x82 == 0 else { return nil }  // no subdirectories, no multi-extent files
+            let extent = (offset: Int64(le32(record, 2)) * blockSize, size: Int64(le32(record, 10)))
+            guard let name = rockRidgeName(record, systemUseStart: 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)) else {
+                return nil
+            }
+            if files[name] != nil {
+                guard found[name] == nil else { return nil }
+                found[name] = extent
+            } else {
+                others.append(extent)
+            }
+        }
+        // The files on disk, in image order, back to back.
+        var extents: [Extent] = []
+        for (name, file) in files {
+            guard let extent = found[name], extent.size == file.size else { return nil }
+            extents.append(Extent(path: file.path, offset: extent.offset, size: extent.size))
+        }
+        extents.sort { ($0.offset, $0.path) < ($1.offset, $1.path) }
+        var unique: [Extent] = []
+        for extent in extents {
+            if let last = unique.last, last.offset == extent.offset {
+                guard last.size == extent.size else { return nil }
+                continue
+            }
+            if let last = unique.last, last.offset + blocks(last.size) * blockSize != extent.offset { return nil }
+            unique.append(extent)
+        }
+        guard let first = unique.first, let last = unique.last else { return nil }
+        let dataStart = first.offset
+        guard dataStart >= fileDataStart, metadataEnd <= dataStart,
+            others.allSatisfy({ $0.size == 0 || $0.offset + $0.size <= dataStart }),
+            last.offset + blocks(last.size) * blockSize <= imageBytes
+        else { return nil }
+        return ISOCopyPlan(dataStart: dataStart, extents: unique)
+    }
+
+    /// The Rock Ridge name (NM entries) in a directory record's system use area; nil when there
+    /// is none or it continues elsewhere.
+    static func rockRidgeName(_ record: [UInt8], systemUseStart: Int) -> String? {
+        var name: [UInt8] = []
+        var complete = false
+        var position = systemUseStart
+        while position + 4 <= record.count {
+            let length = Int(record[position + 2])
+            guard length >= 4, position + length <= record.count else { return nil }
+            if record[position] == 0x4E && record[position + 1] == 0x4D && length >= 5 {  // "NM"
+                let flags = record[position + 4]
+                guard flags & 0x06 == 0 else { return nil }  // "." or ".." names
+                name += record[(position + 5)..<(position + length)]
+                complete = flags & 0x01 == 0
+            } else if record[position] == 0x53 && record[position + 1] == 0x54 {  // "ST"
+                break
+            }
+            position += length
+        }
+        guard complete else { return nil }
+        return String(bytes: name, encoding: .utf8)
+    }
+
+    private static func le32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+    }
+
+    private static func be32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(bytes[at]) << 24 | UInt32(bytes[at + 1]) << 16 | UInt32(bytes[at + 2]) << 8 | UInt32(bytes[at + 3])
     }
 }

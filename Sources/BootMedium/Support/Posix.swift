@@ -43,6 +43,64 @@ enum Posix {
         try result.get()
     }
 
+    /// `copy_file_range(2)`, looked up at run time (Swift's Glibc module does not import it); nil
+    /// when the C library lacks it.
+    private typealias CopyFileRange = @convention(c) (
+        Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32
+    ) -> Int
+    private static let copyFileRangeCall: CopyFileRange? = {
+        guard let symbol = dlsym(nil, "copy_file_range") else { return nil }  // nil: RTLD_DEFAULT
+        return unsafeBitCast(symbol, to: CopyFileRange.self)
+    }()
+
+    /// Errors that mean "the kernel cannot copy between these two descriptors" (other file
+    /// systems, a pipe, an old kernel or C library), not that the copy failed.
+    private static func cannotCopy(_ code: Int32) -> Bool {
+        code == EXDEV || code == EINVAL || code == ENOSYS || code == EOPNOTSUPP || code == EBADF
+    }
+
+    /// Appends up to `count` bytes of `source`, read from `offset`, at `destination`'s file
+    /// position, inside the kernel: `copy_file_range(2)`, else `sendfile(2)` (which also takes a
+    /// pipe or another file system). `source`'s own position is not used or moved.
+    ///
+    /// Returns the number of bytes appended (it may be short; 0 means `source` ends at
+    /// `offset`), or nil when neither call can copy between these descriptors, so the caller
+    /// reads and writes. Any other failure (`ENOSPC`, `EFBIG` past a file-size limit, `EIO`) is
+    /// an `io` error on `path`, like a failed `write`.
+    static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, count: Int, path: String)
+        throws(BootMediumError) -> Int?
+    {
+        precondition(offset >= 0 && count > 0)
+        if let call = copyFileRangeCall {
+            var position = offset
+            let n = retrying { call(source, &position, destination, nil, count, 0) }
+            if n >= 0 { return n }
+            let code = errno
+            if !cannotCopy(code) { throw .io("write", path: path, errno: code) }
+        }
+        var position = off_t(offset)
+        let n = retrying { sendfile(destination, source, &position, min(count, 0x7FFF_F000)) }
+        if n >= 0 { return n }
+        let code = errno
+        if cannotCopy(code) { return nil }
+        throw .io("write", path: path, errno: code)
+    }
+
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    private static let syncFileRangeCall: SyncFileRange? = {
+        guard let symbol = dlsym(nil, "sync_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: SyncFileRange.self)
+    }()
+
+    /// Starts writing `count` bytes of `fd` from `offset` to the device without waiting
+    /// (`sync_file_range(2)`, `SYNC_FILE_RANGE_WRITE`), so the disk works while more is written
+    /// and the final `fsync` has little left to wait for. A hint: failures are ignored (the
+    /// `fsync` that follows reports any error and guarantees durability).
+    static func startWriteback(_ fd: Int32, offset: Int64, count: Int64) {
+        guard count > 0, let call = syncFileRangeCall else { return }
+        _ = call(fd, offset, count, 2)  // SYNC_FILE_RANGE_WRITE
+    }
+
     /// `fsync(fd)`.
     static func sync(_ fd: Int32, path: String) throws(BootMediumError) {
         if retrying({ fsync(fd) }) != 0 { throw .io("fsync", path: path, errno: errno) }
