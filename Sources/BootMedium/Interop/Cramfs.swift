@@ -163,9 +163,9 @@ enum Cramfs {
         return WriteResult(imageSize: Int64(result.image_size), crc: result.crc, files: result.files, blocks: result.blocks)
     }
 
-    /// Sets the compression thread count where the C library supports it.
+    /// Sets the compression thread count (1 = on the calling thread; the bytes are the same).
     private static func setThreads(_ options: inout ccramfs_write_options, _ threads: Int) {
-        _ = threads
+        options.threads = UInt32(min(max(threads, 1), Int(CCRAMFS_MAX_WRITE_THREADS)))
     }
 }
 
