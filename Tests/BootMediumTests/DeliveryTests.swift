@@ -235,4 +235,47 @@ func keyIn(_ text: String) -> String? {
         #expect(FileManager.default.subpaths(atPath: root.path)!.filter { $0.contains(".tmp-") }.isEmpty)
         await expectError(.nodeStoreUpdateFailed) { try await root.store.saveKey("x", forNodeID: 4242) }
     }
+
+    /// The kernel copy under sinks: short at the source's end and 0 past it; through sendfile
+    /// when copy_file_range cannot (a pipe); nil when neither can (a destination opened for
+    /// appending), so FileCopy reads and writes; the output file's copies land in order.
+    @Test func kernelCopyOutcomes() throws {
+        let root = try TestRoot()
+        let bytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let source = root.path + "/source"
+        try Data(bytes).write(to: URL(fileURLWithPath: source))
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+
+        let file = try OutputFile(path: root.path + "/out", confinedTo: nil)
+        #expect(try file.copy(from: fd, offset: 90_000, count: 4096) == 4096)
+        #expect(try file.copy(from: fd, offset: 94_096, count: 10_000) == 5904)  // short: the end
+        #expect(try file.copy(from: fd, offset: 100_000, count: 10) == 0)
+        try file.commit()
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: root.path + "/out"))) == Array(bytes[90_000...]))
+
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let piped = DescriptorSink(fd: ends[1])
+        #expect(try piped.copy(from: fd, offset: 10, count: 1000) == 1000)
+        close(ends[1])
+        let handle = FileHandle(fileDescriptor: ends[0], closeOnDealloc: true)
+        #expect([UInt8](handle.readDataToEndOfFile()) == Array(bytes[10..<1010]))
+        #expect(piped.count == 1000)
+
+        let appending = open(root.path + "/appended", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { close(appending) }
+        let sink = DescriptorSink(fd: appending)
+        #expect(try sink.copy(from: fd, offset: 0, count: 10) == nil)
+        // FileCopy falls back to reading and writing, in pieces of its buffer.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        try FileCopy.append(path: source, size: 100_000, to: sink, buffer: buffer, cancellation: CancellationFlag())
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: root.path + "/appended"))) == bytes)
+        // A size that is not the file's is refused before anything is written.
+        #expect(throws: BootMediumError.self) {
+            try FileCopy.append(path: source, size: 99_999, to: sink, buffer: buffer, cancellation: CancellationFlag())
+        }
+        #expect(sink.count == 100_000)
+    }
 }

@@ -32,8 +32,10 @@ final class OutputFile {
     /// Bytes written so far, and up to where writeback was started (``noteWritten(_:)``).
     private var written: Int64 = 0
     private var writebackStarted: Int64 = 0
-    /// Starts writeback off the writing thread; drained before `fd` is synced or closed.
+    /// Starts writeback off the writing thread, on its own duplicate of `fd` (closed by its last
+    /// block), so neither ``commit()`` nor ``discard()`` waits for it.
     private let writeback = DispatchQueue(label: "bootmedium.writeback")
+    private var writebackFD: Int32 = -1
     private let replaces: Bool
     private var state: State = .writing
     private enum State { case writing, committed, removed }
@@ -119,17 +121,27 @@ final class OutputFile {
     /// rests on) finds little left to write.
     func noteWritten(_ count: Int) {
         written += Int64(count)
-        if written - writebackStarted >= Self.writebackStep {
-            let fd = self.fd, start = writebackStarted, count = written - writebackStarted
+        guard written - writebackStarted >= Self.writebackStep else { return }
+        if writebackFD < 0 { writebackFD = fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+        if writebackFD >= 0 {
+            let fd = writebackFD, start = writebackStarted, count = written - writebackStarted
             writeback.async { Posix.startWriteback(fd, offset: start, count: count) }
-            writebackStarted = written
         }
+        writebackStarted = written
+    }
+
+    /// No more writeback hints: the queue closes its descriptor after the pending ones.
+    private func endWriteback() {
+        guard writebackFD >= 0 else { return }
+        let fd = writebackFD
+        writeback.async { close(fd) }
+        writebackFD = -1
     }
 
     /// Makes the file visible under its final name (see the type's notes).
     func commit() throws(BootMediumError) {
         precondition(state == .writing)
-        writeback.sync {}
+        endWriteback()
         do throws(BootMediumError) {
             try Posix.sync(fd, path: tempPath)
             if replaces {
@@ -169,7 +181,7 @@ final class OutputFile {
     /// Drops the temp file.
     func discard() {
         guard state == .writing else { return }
-        writeback.sync {}
+        endWriteback()
         if fd >= 0 { close(fd) }
         fd = -1
         unlinkat(directoryFD, tempName, 0)

@@ -319,7 +319,10 @@ enum Isofs {
                         report.copiedBytes += extent.size
                         try sendZeros(ISOCopyPlan.blocks(extent.size) * 2048 - extent.size)
                     }
-                    try sendZeros(imageBytes - written)
+                    guard written <= imageBytes else {
+                        throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data past the image's end")
+                    }
+                    try sendZeros(imageBytes - written)  // libisofs's tail padding
                     try cancellation.check()
                     return report
                 }
