@@ -54,31 +54,38 @@ final class DescriptorSink: ImageSink {
 enum FileCopy {
     /// The most one kernel copy moves between two cancellation checks.
     static let piece = 8 << 20
+    /// Kernel copies start at image offsets that are multiples of this: the page cache writes
+    /// whole large folios then (a copy to an offset aligned to 4 KiB only, like file data after
+    /// an ISO head or a FAT's first cluster, runs about 25 % slower on Linux 6.x).
+    static let alignment: Int64 = 64 << 10
 
     /// Tests: by source path, called before each piece with the bytes copied so far.
     static let beforePiece = Mutex<[String: @Sendable (Int64) -> Void]>([:])
 
-    /// Appends the `size` bytes of the regular file at `path` to `sink`, checking `cancellation`
-    /// before every piece. Pieces are copied in the kernel while the sink can, else read into
-    /// `buffer` and written (at most `buffer.count` bytes per `write`).
+    /// Appends the `size` bytes of the regular file at `path` to `sink`, where they land at
+    /// `imageOffset`, checking `cancellation` before every piece. Pieces are copied in the kernel
+    /// while the sink can, from the first ``alignment`` boundary on (the bytes before it, and all
+    /// of them when the sink cannot copy, are read into `buffer` and written, at most
+    /// `buffer.count` bytes per `write`).
     ///
     /// The file must be `size` bytes when opened and still when done, and must not end early:
     /// otherwise `imageBuildFailed`, never zeros or a short image.
     static func append(
-        path: String, size: Int64, to sink: any ImageSink, buffer: UnsafeMutableRawBufferPointer,
-        cancellation: CancellationFlag
+        path: String, size: Int64, at imageOffset: Int64, to sink: any ImageSink,
+        buffer: UnsafeMutableRawBufferPointer, cancellation: CancellationFlag
     ) throws(BootMediumError) {
         let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
         if fd < 0 { throw .io("open", path: path, errno: errno) }
         defer { close(fd) }
         try checkSize(fd, path: path, size: size)
         let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[path] }
+        let prefix = min(size, (alignment - imageOffset % alignment) % alignment)
         var done: Int64 = 0
         var kernel = true
         while done < size {
             try cancellation.check()
             hook?(done)
-            if kernel {
+            if kernel && done >= prefix {
                 let want = Int(min(Int64(piece), size - done))
                 if let n = try sink.copy(from: fd, offset: done, count: want), n > 0 {
                     done += Int64(n)
@@ -87,7 +94,7 @@ enum FileCopy {
                 // Cannot copy (or no bytes: confirmed by reading below): read and write from here.
                 kernel = false
             }
-            let want = Int(min(Int64(buffer.count), size - done))
+            let want = Int(min(Int64(buffer.count), (kernel ? prefix : size) - done))
             let offset = done
             let n = Posix.retrying { pread(fd, buffer.baseAddress!, want, off_t(offset)) }
             if n < 0 { throw .io("read", path: path, errno: errno) }

@@ -59,7 +59,7 @@ final class ImageStream {
     /// it ends early.
     func appendFile(path: String, size: Int64) throws(BootMediumError) {
         try flush()
-        try FileCopy.append(path: path, size: size, to: sink, buffer: buffer, cancellation: cancellation)
+        try FileCopy.append(path: path, size: size, at: offset, to: sink, buffer: buffer, cancellation: cancellation)
         offset += size
     }
 

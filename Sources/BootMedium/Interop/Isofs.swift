@@ -314,7 +314,9 @@ enum Isofs {
                         guard written == extent.offset else {
                             throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data out of place")
                         }
-                        try FileCopy.append(path: extent.path, size: extent.size, to: sink, buffer: buffer, cancellation: cancellation)
+                        try FileCopy.append(
+                            path: extent.path, size: extent.size, at: written, to: sink, buffer: buffer,
+                            cancellation: cancellation)
                         written += extent.size
                         report.copiedBytes += extent.size
                         try sendZeros(ISOCopyPlan.blocks(extent.size) * 2048 - extent.size)
