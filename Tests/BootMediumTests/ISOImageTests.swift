@@ -377,6 +377,15 @@ func sha256(_ path: String) throws -> String {
         #expect(try Isofs.write(layout, to: appending, cancellation: CancellationFlag()) == copied)
         close(fd)
         #expect(try Data(contentsOf: URL(fileURLWithPath: appended)) == expected)
+
+        // A boot image on disk (libisofs reads it while laying out): it streams, the rest is copied.
+        var onDiskBoot = layout
+        onDiskBoot.files = layout.files.map { $0.name == "isolinux.bin" ? ISOFile(name: $0.name, source: .path(tree + "/isolinux/isolinux.bin")) : $0 }
+        let bootCopied = try Self.writeToFile(onDiskBoot, demo.path + "/boot-copied.iso")
+        #expect(bootCopied.copiedBytes == onDisk)
+        onDiskBoot.streamFileData = true
+        _ = try Self.writeToFile(onDiskBoot, demo.path + "/boot-streamed.iso")
+        #expect(try sha256(demo.path + "/boot-copied.iso") == (try sha256(demo.path + "/boot-streamed.iso")))
     }
 
     /// Sources on another file system (tmpfs): copy_file_range refuses (EXDEV), the copy still

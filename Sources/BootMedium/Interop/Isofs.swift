@@ -159,9 +159,12 @@ enum Isofs {
             let stream: UnsafeMutablePointer<IsoStream>?
             switch file.source {
             case .path(let path):
-                let made = try IsofsFileStream.make(path: path, decision: decision)
+                // libisofs reads the El Torito boot image while laying out (to patch it): that
+                // one always streams.
+                let copied = file.name != layout.bootImage
+                let made = try IsofsFileStream.make(path: path, decision: copied ? decision : nil)
                 stream = made.stream
-                if made.size > 0 { onDisk[file.name] = ISOCopyPlan.File(path: path, size: made.size) }
+                if copied && made.size > 0 { onDisk[file.name] = ISOCopyPlan.File(path: path, size: made.size) }
             case .bytes(let bytes):
                 // libisofs owns (and frees) the buffer of a memory stream.
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
@@ -181,7 +184,7 @@ enum Isofs {
                 throw failure("add \(file.name)", added)
             }
             stamp(node, time, mode: 0o444)
-            if case .path = file.source {
+            if case .path = file.source, file.name != layout.bootImage {
                 // Files on disk after those in memory: their data end the image (ISOCopyPlan).
                 iso_node_set_sort_weight(node, -1)
             }
