@@ -295,10 +295,17 @@ func sha256(_ path: String) throws -> String {
         let empty = demo.path + "/empty-file"
         if !FileManager.default.fileExists(atPath: empty) { try Data().write(to: URL(fileURLWithPath: empty)) }
         let bootcd = bootcd ?? tree + "/isofs/bootcd.img"
+        let big = demo.path + "/big.bin"  // several copy pieces
+        if !FileManager.default.fileExists(atPath: big) {
+            var generator = SystemRandomNumberGenerator()
+            try Data((0..<(20_000_001 / 8 + 1)).flatMap { _ in withUnsafeBytes(of: generator.next()) { Array($0) } }.prefix(20_000_001))
+                .write(to: URL(fileURLWithPath: big))
+        }
         func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
         return ISOLayout(
             volumeID: "COPYTEST",
             files: [
+                ISOFile(name: "big.bin", source: .path(big)),
                 ISOFile(name: "kernel", source: .path(tree + "/isofs/kernel")),
                 ISOFile(name: "bootcd.img", source: .path(bootcd)),
                 ISOFile(name: "again.img", source: .path(bootcd)),
@@ -325,6 +332,7 @@ func sha256(_ path: String) throws -> String {
         let tree = demo.tree
         func size(_ path: String) throws -> Int64 { (try FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber).int64Value }
         let onDisk = try size(tree + "/isofs/kernel") + size(tree + "/isofs/bootcd.img") + size(tree + "/isolinux/ldlinux.c32")
+            + size(demo.path + "/big.bin")
 
         layout.streamFileData = true
         let reference = demo.path + "/streamed.iso"
@@ -340,7 +348,7 @@ func sha256(_ path: String) throws -> String {
         #expect(copied == ISOWriteReport(imageBytes: streamed.imageBytes, copiedBytes: onDisk))
         #expect(try Data(contentsOf: URL(fileURLWithPath: copiedPath)) == expected)
         // Independent readers: every file, both names of the shared one, the empty one.
-        for (name, path) in [("kernel", tree + "/isofs/kernel"), ("bootcd.img", tree + "/isofs/bootcd.img"),
+        for (name, path) in [("big.bin", demo.path + "/big.bin"), ("kernel", tree + "/isofs/kernel"), ("bootcd.img", tree + "/isofs/bootcd.img"),
                              ("again.img", tree + "/isofs/bootcd.img"), ("ldlinux.c32", tree + "/isolinux/ldlinux.c32")] {
             #expect(try isoFile(copiedPath, "/" + name) == Data(contentsOf: URL(fileURLWithPath: path)), "\(name)")
         }
