@@ -30,7 +30,9 @@
 #define CC_NONE UINT32_MAX
 #define CC_CBUF_SIZE (2u * CCRAMFS_BLOCK_SIZE + 64u)
 #define CC_MAX_BLOCKS_PER_FILE ((CCRAMFS_MAX_FILE_SIZE + CCRAMFS_BLOCK_SIZE - 1) / CCRAMFS_BLOCK_SIZE)
+#ifndef CC_SLOTS_PER_WORKER /* ring slots per worker (compile-time knob for experiments) */
 #define CC_SLOTS_PER_WORKER 16u
+#endif
 #define CC_WORKER_STACK (256u * 1024u)
 
 struct cc_pool;
