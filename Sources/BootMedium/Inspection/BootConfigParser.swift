@@ -17,13 +17,15 @@ public struct ParsedBootConfig: Codable, Equatable, Sendable {
     public var serial: Serial?
     public var labels: [Label]
 
-    /// Parses the text of `path` (at most 1000 lines are read).
+    /// Parses the text of `path` (at most 1000 lines are read). Lines end at `\n` or `\r\n`, as
+    /// for SYSLINUX (`\r\n` is one Character in Swift: splitting at "\n" alone read a DOS-edited
+    /// config as one line).
     init(path: String, text: String) {
         self.path = path
         var labels: [Label] = []
         var defaultLabel: String?
         var serial: Serial?
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: true).prefix(1000) {
+        for raw in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).prefix(1000) {
             let line = raw.trimmingCharacters(in: .whitespaces.union(.controlCharacters))
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)

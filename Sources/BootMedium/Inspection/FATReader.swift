@@ -2,11 +2,17 @@
 /// `inspect`, built on the FAT writer's structure decoders.
 ///
 /// Every sector and cluster number is checked against the volume and the image, cluster chains
-/// are followed at most `clusterCount` steps (a loop is an error), directories are capped in size,
-/// depth and entry count, and a file read is capped at ``ImageBytes/maximumRead``.
+/// are followed at most `clusterCount` steps (a loop is an error), directories are capped in size
+/// (their chains followed no further than that), depth and entry count, and a file read is capped
+/// at ``ImageBytes/maximumRead``. The bytes one walk reads for directories are capped too:
+/// distinct directories may share the tail of one chain, so without it N directories could
+/// cost N²/2 cluster reads.
 struct FATReader {
     static let maximumDepth = 8
     static let maximumEntries = 10_000
+    static let maximumDirectoryBytes: Int64 = 4 << 20
+    /// Directory bytes one walk may read (10,000 one-cluster directories of 2 KiB take 20 MiB).
+    static let maximumTotalDirectoryBytes: Int64 = 32 << 20
 
     struct Entry {
         var path: String
@@ -27,6 +33,7 @@ struct FATReader {
     let clusterCount: Int
     let fat: FileAllocationTable
     private let entries = Memo<[Entry]>()
+    private let filesByPath = Memo<[String: Entry]>()
 
     init(_ image: ImageBytes, offset: Int64 = 0) throws(BootMediumError) {
         self.image = image
@@ -106,18 +113,35 @@ struct FATReader {
         return Array(bytes.prefix(Int(size)))
     }
 
+    /// Takes `bytes` from a walk's directory budget.
+    private static func spend(_ bytes: Int64, from budget: inout Int64) throws(BootMediumError) {
+        guard bytes <= budget else {
+            throw BootMediumError(
+                .invalidImage, "The FAT volume has more than \(maximumTotalDirectoryBytes >> 20) MiB of directories to read")
+        }
+        budget -= bytes
+    }
+
+    /// The entries of a directory (nil: the root), without `.` and `..` and volume labels.
     func list(_ dir: Entry?) throws(BootMediumError) -> [Entry] {
+        var budget = Self.maximumTotalDirectoryBytes
+        return try list(dir, budget: &budget)
+    }
+
+    private func list(_ dir: Entry?, budget: inout Int64) throws(BootMediumError) -> [Entry] {
         let raw: [UInt8]
-        if let dir {
-            let clusters = try chain(dir.firstCluster)
-            guard Int64(clusters.count) * bytesPerCluster <= 4 << 20 else {
-                throw BootMediumError(.invalidImage, "Directory \(dir.path) is larger than 4 MiB")
+        let first = dir?.firstCluster ?? (type == .fat32 ? boot.fat32?.rootCluster : nil)
+        if let first {
+            let name = dir?.path ?? "root directory"
+            let limit = Int(Self.maximumDirectoryBytes / bytesPerCluster)
+            let clusters = try chain(first, prefix: limit + 1)
+            guard clusters.count <= limit else {
+                throw BootMediumError(.invalidImage, "Directory \(dir?.path ?? "/") is larger than \(Self.maximumDirectoryBytes >> 20) MiB")
             }
-            raw = try readChain(dir.firstCluster, size: Int64(clusters.count) * bytesPerCluster, what: dir.path)
-        } else if type == .fat32, let root = boot.fat32?.rootCluster {
-            let clusters = try chain(root)
-            raw = try readChain(root, size: Int64(clusters.count) * bytesPerCluster, what: "root directory")
+            try Self.spend(Int64(clusters.count) * bytesPerCluster, from: &budget)
+            raw = try readChain(first, size: Int64(clusters.count) * bytesPerCluster, what: name)
         } else {
+            try Self.spend(rootSectors * 512, from: &budget)
             raw = try image.read(offset + rootSectorStart * 512, Int(rootSectors * 512), what: "root directory")
         }
         var entries: [Entry] = []
@@ -159,10 +183,11 @@ struct FATReader {
     private func readTree() throws(BootMediumError) -> [Entry] {
         var result: [Entry] = []
         var seen: Set<UInt32> = []
+        var budget = Self.maximumTotalDirectoryBytes
         func visit(_ dir: Entry?, depth: Int) throws(BootMediumError) {
             guard depth < Self.maximumDepth else { throw BootMediumError(.invalidImage, "FAT directories nest too deep") }
             if let dir { guard seen.insert(dir.firstCluster).inserted else { throw BootMediumError(.invalidImage, "FAT directory loop at \(dir.path)") } }
-            for entry in try list(dir) {
+            for entry in try list(dir, budget: &budget) {
                 result.append(entry)
                 guard result.count <= Self.maximumEntries else { throw BootMediumError(.invalidImage, "Too many FAT entries") }
                 if entry.isDirectory { try visit(entry, depth: depth + 1) }
@@ -172,8 +197,16 @@ struct FATReader {
         return result
     }
 
+    /// The file at `path` (case-insensitive; the first of duplicates), from an index built once.
     private func entry(_ path: String) throws(BootMediumError) -> Entry {
-        guard let found = try walk().first(where: { !$0.isDirectory && $0.path.lowercased() == path.lowercased() }) else {
+        let index = try filesByPath.get { () throws(BootMediumError) in
+            var index: [String: Entry] = [:]
+            for entry in try walk() where !entry.isDirectory && index[entry.path.lowercased()] == nil {
+                index[entry.path.lowercased()] = entry
+            }
+            return index
+        }
+        guard let found = index[path.lowercased()] else {
             throw BootMediumError(.invalidImage, "No \(path) in the FAT volume")
         }
         return found

@@ -2,12 +2,17 @@
 ///
 /// Every extent is checked against the image, directories are capped in size, depth and entry
 /// count, a directory seen twice (a loop) is an error, and Rock Ridge continuation areas are
-/// followed a bounded number of times.
+/// followed a bounded number of times. The bytes one walk reads for directories and their
+/// continuation areas are capped too: directories may overlap and `.`/`..` records are never
+/// counted as entries, so without it N directories of 1 MiB each cost N MiB of parsing.
 struct ISO9660Reader {
     static let sector: Int64 = 2048
     static let maximumDepth = 8
     static let maximumEntries = 10_000
     static let maximumDirectoryBytes = 1 << 20
+    /// Directory and Rock Ridge continuation bytes one walk may read (10,000 one-sector
+    /// directories take 20 MiB).
+    static let maximumTotalDirectoryBytes = 32 << 20
 
     /// A file or directory.
     struct Entry: Equatable {
@@ -77,11 +82,12 @@ struct ISO9660Reader {
     private func readTree() throws(BootMediumError) -> [Entry] {
         var result: [Entry] = []
         var seen: Set<UInt32> = []
-        try walk(root, depth: 0, into: &result, seen: &seen)
+        var budget = Self.maximumTotalDirectoryBytes
+        try walk(root, depth: 0, into: &result, seen: &seen, budget: &budget)
         return result
     }
 
-    private func walk(_ dir: Entry, depth: Int, into result: inout [Entry], seen: inout Set<UInt32>)
+    private func walk(_ dir: Entry, depth: Int, into result: inout [Entry], seen: inout Set<UInt32>, budget: inout Int)
         throws(BootMediumError)
     {
         guard depth < Self.maximumDepth else {
@@ -90,20 +96,35 @@ struct ISO9660Reader {
         guard seen.insert(dir.extent).inserted else {
             throw BootMediumError(.invalidImage, "Directory loop at \(dir.path)")
         }
-        for entry in try list(dir) {
+        for entry in try list(dir, budget: &budget) {
             result.append(entry)
             guard result.count <= Self.maximumEntries else {
                 throw BootMediumError(.invalidImage, "More than \(Self.maximumEntries) entries")
             }
-            if entry.isDirectory { try walk(entry, depth: depth + 1, into: &result, seen: &seen) }
+            if entry.isDirectory { try walk(entry, depth: depth + 1, into: &result, seen: &seen, budget: &budget) }
         }
+    }
+
+    /// Takes `bytes` from a walk's directory budget.
+    private static func spend(_ bytes: Int, from budget: inout Int) throws(BootMediumError) {
+        guard bytes <= budget else {
+            throw BootMediumError(
+                .invalidImage, "The image has more than \(maximumTotalDirectoryBytes >> 20) MiB of directories to read")
+        }
+        budget -= bytes
     }
 
     /// The entries of one directory (without `.` and `..`).
     func list(_ dir: Entry) throws(BootMediumError) -> [Entry] {
+        var budget = Self.maximumTotalDirectoryBytes
+        return try list(dir, budget: &budget)
+    }
+
+    private func list(_ dir: Entry, budget: inout Int) throws(BootMediumError) -> [Entry] {
         guard Int(dir.size) <= Self.maximumDirectoryBytes else {
             throw BootMediumError(.invalidImage, "Directory \(dir.path) declares \(dir.size) bytes")
         }
+        try Self.spend(Int(dir.size), from: &budget)
         let data = try image.read(Int64(dir.extent) * Self.sector, Int(dir.size), what: "directory \(dir.path)")
         var entries: [Entry] = []
         var offset = 0
@@ -127,7 +148,7 @@ struct ISO9660Reader {
             if let semicolon = name.firstIndex(of: ";") { name = String(name[..<semicolon]) }
             if name.hasSuffix(".") { name.removeLast() }
             let systemUse = 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)
-            if systemUse < length, let rr = try rockRidgeName(Array(record[systemUse...])) { name = rr }
+            if systemUse < length, let rr = try rockRidgeName(Array(record[systemUse...]), budget: &budget) { name = rr }
             guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
                 throw BootMediumError(.invalidImage, "Bad file name in \(dir.path)")
             }
@@ -140,7 +161,7 @@ struct ISO9660Reader {
     }
 
     /// The Rock Ridge `NM` name in a system use area, following `CE` continuations a few times.
-    private func rockRidgeName(_ area: [UInt8]) throws(BootMediumError) -> String? {
+    private func rockRidgeName(_ area: [UInt8], budget: inout Int) throws(BootMediumError) -> String? {
         var name: [UInt8] = []
         var found = false
         var current = area
@@ -163,6 +184,7 @@ struct ISO9660Reader {
                 offset += length
             }
             guard let (block, within, size) = next, size > 0, size <= 2048 else { break }
+            try Self.spend(Int(size), from: &budget)
             current = try image.read(Int64(block) * Self.sector + Int64(within), Int(size), what: "Rock Ridge continuation")
         }
         return found && !name.isEmpty ? String(decoding: name, as: UTF8.self) : nil

@@ -147,12 +147,19 @@ enum Archive {
         var maximumEntries = 10_000
         var maximumTotalBytes: Int64 = 256 << 20
         var maximumKeptFileBytes = 1 << 20
+        /// Contents kept over all files: past it, further files are counted but not kept.
+        var maximumKeptTotalBytes = 32 << 20
+        /// The longest path a newc header may declare (bytes, without the NUL).
+        var maximumNameBytes = 4096
     }
 
     /// The entries of a (compressed) cpio archive held in memory; file contents are kept for
-    /// files up to `limits.maximumKeptFileBytes` (others are read and counted, then dropped).
-    /// More entries or more decompressed bytes than the limits is `invalid-image`.
+    /// files up to `limits.maximumKeptFileBytes` while the kept total stays within
+    /// `limits.maximumKeptTotalBytes` (others are read and counted, then dropped).
+    /// More entries or more decompressed bytes than the limits is `invalid-image`, and so is a
+    /// newc header libarchive would act on unchecked (see ``checkNewcHeaders(_:limits:)``).
     static func readArchive(_ bytes: [UInt8], limits: ReadLimits = ReadLimits()) throws(BootMediumError) -> [ReadEntry] {
+        try checkNewcHeaders(bytes, limits: limits)
         guard let archive = archive_read_new() else {
             throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
         }
@@ -170,6 +177,7 @@ enum Archive {
             }
             var entries: [ReadEntry] = []
             var total: Int64 = 0
+            var keptTotal = 0
             var entry: OpaquePointer?
             let chunk = 64 << 10
             var buffer = [UInt8](repeating: 0, count: chunk)
@@ -198,7 +206,13 @@ enum Archive {
                         return .failure(BootMediumError(.invalidImage, "Archive expands past \(limits.maximumTotalBytes) bytes"))
                     }
                     if kept != nil {
-                        if size <= Int64(limits.maximumKeptFileBytes) { kept! += buffer[0..<n] } else { kept = nil }
+                        if size <= Int64(limits.maximumKeptFileBytes) && keptTotal + n <= limits.maximumKeptTotalBytes {
+                            kept! += buffer[0..<n]
+                            keptTotal += n
+                        } else {
+                            keptTotal -= kept!.count
+                            kept = nil
+                        }
                     }
                 }
                 entries.append(ReadEntry(path: path, mode: mode, kind: kind, size: size, contents: kept))
@@ -206,5 +220,151 @@ enum Archive {
             return .success(entries)
         }
         return try result.get()
+    }
+
+    /// libarchive's cpio reader asks for a newc header's whole name (its size is 8 hex digits:
+    /// up to 4 GiB) in one piece, and allocates that much before it finds the input too short
+    /// (a 100-byte overlay made it ask for 2 GiB). So the headers of a newc/crc archive are
+    /// walked here first, on the decompressed stream read through libarchive's raw format:
+    /// each must be well formed (magic `070701`/`070702` and hex digits only, as libarchive
+    /// wants them, so it never skips ahead to a header this walk did not see) with a name of
+    /// 1...`limits.maximumNameBytes` bytes plus its NUL, and the entry count and data bytes
+    /// stay within the limits. The walk stops at `TRAILER!!!`, where libarchive stops, and at a
+    /// short header or name (libarchive's pass then says what is wrong). The other cpio variants
+    /// store name sizes in 16 bits or 6 octal digits and are left to libarchive (which refuses
+    /// symlink targets above 1 MiB in every variant).
+    static func checkNewcHeaders(_ bytes: [UInt8], limits: ReadLimits) throws(BootMediumError) {
+        guard let archive = archive_read_new() else {
+            throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
+        }
+        defer { archive_read_free(archive) }
+        archive_read_support_filter_gzip(archive)
+        archive_read_support_filter_none(archive)
+        archive_read_support_format_raw(archive)
+        let outcome: Result<Void, BootMediumError> = bytes.withUnsafeBytes { raw in
+            do throws(BootMediumError) {
+                var entry: OpaquePointer?
+                guard archive_read_open_memory(archive, raw.baseAddress, raw.count) == ARCHIVE_OK,
+                    archive_read_next_header(archive, &entry) == ARCHIVE_OK
+                else { throw RawStream.failure(archive, "open") }
+                try walkNewcHeaders(RawStream(archive), limits: limits)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try outcome.get()
+    }
+
+    private static func walkNewcHeaders(_ stream: RawStream, limits: ReadLimits) throws(BootMediumError) {
+        let header = UnsafeMutableRawBufferPointer.allocate(byteCount: 110, alignment: 8)
+        defer { header.deallocate() }
+        let name = UnsafeMutableRawBufferPointer.allocate(byteCount: limits.maximumNameBytes + 1, alignment: 8)
+        defer { name.deallocate() }
+        let magic = Array("07070".utf8)
+        let trailer = Array("TRAILER!!!\0".utf8)
+        var entries = 0
+        var dataBytes: Int64 = 0
+        while true {
+            let at = stream.position
+            guard try stream.read(into: header, 110) == 110 else { return }
+            func bad(_ what: String) -> BootMediumError {
+                BootMediumError(.invalidImage, "Archive header at byte \(at): \(what)")
+            }
+            // "07070" then 1 (newc) or 2 (crc).
+            guard (0..<5).allSatisfy({ header[$0] == magic[$0] }), header[5] == 0x31 || header[5] == 0x32 else {
+                if at == 0 { return }  // another cpio variant (or none): libarchive's to judge
+                throw bad("no newc magic")
+            }
+            // 13 fields of 8 hex digits: ..., file size (6), ..., name size (11, with the NUL), check.
+            var fileSize: Int64 = 0
+            var nameSize = 0
+            for field in 0..<13 {
+                var value: Int64 = 0
+                for i in (6 + 8 * field)..<(14 + 8 * field) {
+                    let byte = header[i]
+                    let digit: UInt8
+                    switch byte {
+                    case 0x30...0x39: digit = byte - 0x30
+                    case 0x41...0x46: digit = byte - 0x41 + 10
+                    case 0x61...0x66: digit = byte - 0x61 + 10
+                    default: throw bad("not hexadecimal")
+                    }
+                    value = value << 4 | Int64(digit)
+                }
+                if field == 6 { fileSize = value } else if field == 11 { nameSize = Int(value) }
+            }
+            guard nameSize >= 1, nameSize <= limits.maximumNameBytes + 1 else {
+                throw bad("a name of \(nameSize) bytes (at most \(limits.maximumNameBytes + 1))")
+            }
+            guard try stream.read(into: name, nameSize) == nameSize else { return }
+            if nameSize == trailer.count && (0..<nameSize).allSatisfy({ name[$0] == trailer[$0] }) { return }
+            entries += 1
+            dataBytes += fileSize
+            guard entries <= limits.maximumEntries else {
+                throw BootMediumError(.invalidImage, "Archive has more than \(limits.maximumEntries) entries")
+            }
+            guard dataBytes <= limits.maximumTotalBytes else {
+                throw BootMediumError(.invalidImage, "Archive expands past \(limits.maximumTotalBytes) bytes")
+            }
+            // Header and name are padded to 4 bytes, and so are the data.
+            let padding = Int64((4 - (110 + nameSize) % 4) % 4) + (4 - fileSize % 4) % 4
+            guard try stream.skip(fileSize + padding) else { return }
+        }
+    }
+
+    /// The decompressed bytes of a libarchive reader opened with the raw format, read forward
+    /// through one 64 KiB buffer.
+    private final class RawStream {
+        let archive: OpaquePointer
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        var start = 0
+        var end = 0
+        /// Bytes consumed so far.
+        private(set) var position: Int64 = 0
+
+        init(_ archive: OpaquePointer) { self.archive = archive }
+        deinit { chunk.deallocate() }
+
+        static func failure(_ archive: OpaquePointer, _ what: String) -> BootMediumError {
+            let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+            return BootMediumError(.invalidImage, "Archive \(what): \(text)")
+        }
+
+        /// Whether bytes are available (reading the next piece when the buffer is used up).
+        private func available() throws(BootMediumError) -> Bool {
+            if start < end { return true }
+            let n = archive_read_data(archive, chunk.baseAddress, chunk.count)
+            if n < 0 { throw Self.failure(archive, "data") }
+            start = 0
+            end = n
+            return n > 0
+        }
+
+        /// Copies the next `count` bytes into `target`; fewer only where the stream ends.
+        func read(into target: UnsafeMutableRawBufferPointer, _ count: Int) throws(BootMediumError) -> Int {
+            var done = 0
+            while done < count, try available() {
+                let take = min(count - done, end - start)
+                (target.baseAddress! + done).copyMemory(from: chunk.baseAddress! + start, byteCount: take)
+                start += take
+                done += take
+                position += Int64(take)
+            }
+            return done
+        }
+
+        /// Skips `count` bytes; false when the stream ends first.
+        func skip(_ count: Int64) throws(BootMediumError) -> Bool {
+            var left = count
+            while left > 0 {
+                guard try available() else { return false }
+                let take = Int(min(left, Int64(end - start)))
+                start += take
+                left -= Int64(take)
+                position += Int64(take)
+            }
+            return true
+        }
     }
 }
