@@ -51,6 +51,7 @@ let package = Package(
         .testTarget(
             name: "BootMediumTests",
             dependencies: ["BootMedium", "bootmedium"],
+            exclude: ["Fuzz"],
             resources: [.copy("Golden")],
             swiftSettings: strict),
         .testTarget(

@@ -155,4 +155,40 @@ import Testing
         let lie = try inspectCLI(dir + "/" + (cases.first { $0.hasSuffix("kernel-byte-changed.iso") })!)
         #expect(lie.status == 1 && lie.stdout.contains("kernel: SHA-256 differs"))
     }
+
+    /// A manifest that lists one file thousands of times costs one hash, not thousands.
+    @Test func aManifestListingAFileManyTimesHashesItOnce() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("generic-iso", node: nil, name: "dup.iso")
+        var manifest = try JSONSerialization.jsonObject(with: try isoFile(iso, "/bootmedium.json")) as! [String: Any]
+        let files = manifest["files"] as! [[String: Any]]
+        let kernel = try #require(files.first { $0["path"] as? String == "kernel" })
+        manifest["files"] = files + Array(repeating: kernel, count: 5000)
+        let text = try JSONSerialization.data(withJSONObject: manifest)
+
+        final class Counter: @unchecked Sendable { var hashes = 0 }
+        struct Listed: InspectableFileSystem {
+            let iso: ISO9660Reader
+            let manifest: [UInt8]
+            let counter: Counter
+            func files() throws(BootMediumError) -> [InspectionReport.File] { try iso.files() }
+            func read(_ path: String) throws(BootMediumError) -> [UInt8] {
+                path == "/bootmedium.json" ? manifest : try iso.read(path)
+            }
+            func sha256(_ path: String, zeroed: [[Int64]]?) throws(BootMediumError) -> String {
+                counter.hashes += 1
+                return try iso.sha256(path, zeroed: zeroed)
+            }
+            func contiguousExtent(_ path: String) throws(BootMediumError) -> (offset: Int64, size: Int64)? { nil }
+        }
+        let reader = try ISO9660Reader(try ImageBytes(path: iso))
+        let counter = Counter()
+        let fs = Listed(iso: reader, manifest: Array(text), counter: counter)
+        let start = Date()
+        let check = try ImageInspector.checkManifest(fs: fs, files: try fs.files())
+        #expect(Date().timeIntervalSince(start) < 2)
+        #expect(counter.hashes == files.count)
+        #expect(check.status == "mismatch")
+        #expect(check.problems.filter { $0 == "kernel: listed more than once in the manifest" }.count == 5000)
+    }
 }

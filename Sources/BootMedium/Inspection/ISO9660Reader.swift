@@ -39,6 +39,8 @@ struct ISO9660Reader {
     let bootCatalogLBA: UInt32?
     let hasJoliet: Bool
     private let entries = Memo<[Entry]>()
+    /// Regular files by lower-cased path, built once from the walk.
+    let filesByPath = Memo<[String: Entry]>()
 
     init(_ image: ImageBytes) throws(BootMediumError) {
         self.image = image

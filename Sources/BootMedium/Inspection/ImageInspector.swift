@@ -27,7 +27,14 @@ extension FATReader {
 
 extension ISO9660Reader: InspectableFileSystem {
     private func entry(_ path: String) throws(BootMediumError) -> Entry {
-        guard let entry = try walk().first(where: { !$0.isDirectory && $0.path.lowercased() == path.lowercased() }) else {
+        let index = try filesByPath.get { () throws(BootMediumError) in
+            var index: [String: Entry] = [:]
+            for entry in try walk() where !entry.isDirectory && index[entry.path.lowercased()] == nil {
+                index[entry.path.lowercased()] = entry
+            }
+            return index
+        }
+        guard let entry = index[path.lowercased()] else {
             throw BootMediumError(.invalidImage, "No \(path) in the image")
         }
         return entry
@@ -222,10 +229,17 @@ public enum ImageInspector {
         }
         var problems: [String] = []
         var listed: Set<String> = []
+        // One lookup table, and each file hashed at most once: a hostile manifest may list the
+        // same big file thousands of times.
+        var byPath: [String: InspectionReport.File] = [:]
+        for file in files { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
         for entry in manifest.files {
             let path = "/" + entry.path
-            listed.insert(path.lowercased())
-            guard let actual = files.first(where: { $0.path.lowercased() == path.lowercased() }) else {
+            guard listed.insert(path.lowercased()).inserted else {
+                problems.append("\(entry.path): listed more than once in the manifest")
+                continue
+            }
+            guard let actual = byPath[path.lowercased()] else {
                 problems.append("\(entry.path): listed in the manifest, missing from the image")
                 continue
             }
