@@ -95,7 +95,7 @@ final class SyntheticRoot: @unchecked Sendable {
         let file = FileManager.default.temporaryDirectory.path + "/report-\(UUID().uuidString).json"
         try json.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let venv = NSHomeDirectory() + "/.cache/bootmedium/venv/bin/python3"
+        let venv = CramfsImageTests.venvPython
         let r = try runProcess(venv, ["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1]))); print('valid')",
                                       packageDirectory + "/docs/inspect-schema.json", file])
         #expect(String(decoding: r.stdout, as: UTF8.self) == "valid\n", "\(r.stderr)")
