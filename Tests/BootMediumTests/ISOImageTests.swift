@@ -450,18 +450,7 @@ func sha256(_ path: String) throws -> String {
         #expect(made.status == 0)
         let target = bootcd
         for change in ["shrink", "grow"] {
-            FileCopy.beforePiece.withLock {
-                $0[target] = { done in
-                    guard done > 0 else { return }
-                    if change == "shrink" {
-                        truncate(target, 4096)
-                    } else {
-                        let fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC)
-                        _ = write(fd, "more", 4)
-                        close(fd)
-                    }
-                }
-            }
+            changeSourceDuringCopy(target, change)
             defer { _ = FileCopy.beforePiece.withLock { $0.removeValue(forKey: target) } }
             let original = try Data(contentsOf: URL(fileURLWithPath: bootcd))
             let reason = change == "shrink" ? "ended early" : "changed size"

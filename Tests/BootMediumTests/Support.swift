@@ -146,3 +146,21 @@ func expectError<T>(
         Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
     }
 }
+
+/// Makes the kernel-copy path shrink (`"shrink"`: to 4 KiB) or grow (`"grow"`: 4 more bytes) the
+/// source file at `path` after its first copied piece; remove the hook with
+/// `FileCopy.beforePiece.withLock { $0.removeValue(forKey: path) }`.
+func changeSourceDuringCopy(_ path: String, _ change: String) {
+    FileCopy.beforePiece.withLock {
+        $0[path] = { done in
+            guard done > 0 else { return }
+            if change == "shrink" {
+                truncate(path, 4096)
+            } else {
+                let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+                _ = write(fd, "more", 4)
+                close(fd)
+            }
+        }
+    }
+}

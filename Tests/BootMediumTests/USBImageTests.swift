@@ -370,18 +370,7 @@ struct USBTestInputs {
         }
         let original = try Data(contentsOf: URL(fileURLWithPath: bootcd))
         for change in ["shrink", "grow"] {
-            FileCopy.beforePiece.withLock {
-                $0[bootcd] = { done in
-                    guard done > 0 else { return }
-                    if change == "shrink" {
-                        truncate(bootcd, 4096)
-                    } else {
-                        let fd = open(bootcd, O_WRONLY | O_APPEND | O_CLOEXEC)
-                        _ = write(fd, "more", 4)
-                        close(fd)
-                    }
-                }
-            }
+            changeSourceDuringCopy(bootcd, change)
             defer { _ = FileCopy.beforePiece.withLock { $0.removeValue(forKey: bootcd) } }
             let reason = change == "shrink" ? "ended early" : "changed size"
             let target = inputs.scratch.file("out-\(change).img")

@@ -16,8 +16,7 @@ extension RootTree {
         while let header = try stream.next() {
             count += 1
             if count % 1024 == 0 { try cancellation.check() }
-            try tree.add(header, index: stream.index, source: path)
-            let names = try Self.components(header.path)
+            let names = try tree.add(header, index: stream.index, source: path)
             if kept.contains(names), let node = tree.node(names), case .file(let data) = node.kind,
                 data.source == .bootcd(index: stream.index)
             {
@@ -44,8 +43,8 @@ extension RootTree {
         return tree
     }
 
-    /// Adds one bootcd.img entry.
-    private func add(_ header: CpioHeader, index: Int, source: String) throws(BootMediumError) {
+    /// Adds one bootcd.img entry; returns its path's names.
+    private func add(_ header: CpioHeader, index: Int, source: String) throws(BootMediumError) -> [[UInt8]] {
         let shown = String(decoding: header.path, as: UTF8.self)
         func refuse(_ why: String) -> BootMediumError {
             BootMediumError(
@@ -64,7 +63,7 @@ extension RootTree {
             }
             if header.size > 0 { data.size = header.size; data.source = .bootcd(index: index) }
             try place(Node(.file(data), permissions: permissions, uid: uid, gid: gid), at: names)
-            return
+            return names
         }
         let kind: Node.Kind
         switch header.mode & 0o170000 {
@@ -81,5 +80,6 @@ extension RootTree {
         }
         if case .file = kind, header.size < 0 { throw refuse("has a negative size") }
         try place(Node(kind, permissions: permissions, uid: uid, gid: gid), at: names)
+        return names
     }
 }

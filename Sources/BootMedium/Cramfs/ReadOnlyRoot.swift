@@ -6,18 +6,18 @@ import Foundation
 enum ReadOnlyRoot {
     /// What the transform decided (for tests and inspection).
     struct Summary: Equatable {
-        /// The `NAME_o` directories pl_rsysinit copies, as (from, to) absolute paths.
-        var copies: [(from: String, to: String)]
+        /// One directory pl_rsysinit copies: `from` (`/etc/NAME_o`) to `to` (`/tmp/etc/NAME`).
+        struct Copy: Equatable {
+            var from: String
+            var to: String
+        }
+        /// The `NAME_o` directories pl_rsysinit copies.
+        var copies: [Copy]
         /// The tmpfs size in KiB: everything under etc and var, plus 8 MiB.
         var tmpfsKiB: Int64
         /// Where pl_rsysinit was written and what it starts.
         var rsysinitPath: String
         var sysinitPath: String
-
-        static func == (a: Summary, b: Summary) -> Bool {
-            a.copies.map { [$0.from, $0.to] } == b.copies.map { [$0.from, $0.to] } && a.tmpfsKiB == b.tmpfsKiB
-                && a.rsysinitPath == b.rsysinitPath && a.sysinitPath == b.sysinitPath
-        }
     }
 
     /// Applies the transform to `tree`; `console` adds the serial login line.
@@ -40,7 +40,7 @@ enum ReadOnlyRoot {
 
         // Every top-level directory of etc (but rc.d, where the init scripts live) and of var
         // moves aside to NAME_o; NAME becomes a link to the writable copy under /tmp.
-        var copies: [(from: String, to: String)] = []
+        var copies: [Summary.Copy] = []
         for top in ["etc", "var"] {
             guard let dir = tree.node(top), dir.isDirectory else { continue }
             for (name, child) in dir.sortedChildren where child.isDirectory && !(top == "etc" && name == Array("rc.d".utf8)) {
@@ -53,7 +53,7 @@ enum ReadOnlyRoot {
                 }
                 dir.children[moved] = child
                 dir.children[name] = link("/tmp/\(top)/\(text)")
-                copies.append((from: "/\(top)/\(text)_o", to: "/tmp/\(top)/\(text)"))
+                copies.append(Summary.Copy(from: "/\(top)/\(text)_o", to: "/tmp/\(top)/\(text)"))
             }
         }
 

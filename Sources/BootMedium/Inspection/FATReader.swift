@@ -14,7 +14,7 @@ struct FATReader {
     /// Directory bytes one walk may read (10,000 one-cluster directories of 2 KiB take 20 MiB).
     static let maximumTotalDirectoryBytes: Int64 = 32 << 20
 
-    struct Entry {
+    struct Entry: WalkedEntry {
         var path: String
         var isDirectory: Bool
         var firstCluster: UInt32
@@ -198,18 +198,8 @@ struct FATReader {
     }
 
     /// The file at `path` (case-insensitive; the first of duplicates), from an index built once.
-    private func entry(_ path: String) throws(BootMediumError) -> Entry {
-        let index = try filesByPath.get { () throws(BootMediumError) in
-            var index: [String: Entry] = [:]
-            for entry in try walk() where !entry.isDirectory && index[entry.path.lowercased()] == nil {
-                index[entry.path.lowercased()] = entry
-            }
-            return index
-        }
-        guard let found = index[path.lowercased()] else {
-            throw BootMediumError(.invalidImage, "No \(path) in the FAT volume")
-        }
-        return found
+    func entry(_ path: String) throws(BootMediumError) -> Entry {
+        try filesByPath.file(path, in: "the FAT volume", walk: walk)
     }
 
     /// The SYSLINUX version when the boot sector carries SYSLINUX's code and `ldlinux.sys` its banner.

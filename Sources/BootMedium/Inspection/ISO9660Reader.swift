@@ -15,7 +15,7 @@ struct ISO9660Reader {
     static let maximumTotalDirectoryBytes = 32 << 20
 
     /// A file or directory.
-    struct Entry: Equatable {
+    struct Entry: Equatable, WalkedEntry {
         var path: String
         var isDirectory: Bool
         var extent: UInt32

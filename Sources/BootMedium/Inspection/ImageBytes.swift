@@ -93,6 +93,32 @@ extension ImageBytes {
     }
 }
 
+/// An entry of a reader's directory walk (ISO 9660, FAT).
+protocol WalkedEntry {
+    var path: String { get }
+    var isDirectory: Bool { get }
+}
+
+extension Memo {
+    /// The regular files of `walk` by lower-cased path (the first of duplicates), built once and
+    /// looked up by `path`; a missing file is `invalid-image` naming `volume`.
+    func file<Entry: WalkedEntry>(_ path: String, in volume: String, walk: () throws(BootMediumError) -> [Entry])
+        throws(BootMediumError) -> Entry where Value == [String: Entry]
+    {
+        let index = try get { () throws(BootMediumError) in
+            var index: [String: Entry] = [:]
+            for entry in try walk() where !entry.isDirectory && index[entry.path.lowercased()] == nil {
+                index[entry.path.lowercased()] = entry
+            }
+            return index
+        }
+        guard let found = index[path.lowercased()] else {
+            throw BootMediumError(.invalidImage, "No \(path) in \(volume)")
+        }
+        return found
+    }
+}
+
 /// Text fields of on-disk structures (little-endian numbers: `le16(at:)`/`le32(at:)` of the FAT
 /// code; callers check bounds first).
 extension Array where Element == UInt8 {

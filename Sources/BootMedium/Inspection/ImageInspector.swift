@@ -14,9 +14,8 @@ protocol InspectableFileSystem {
 
 extension FATReader {
     func contiguousExtent(_ path: String) throws(BootMediumError) -> (offset: Int64, size: Int64)? {
-        guard let entry = try walk().first(where: { !$0.isDirectory && $0.path.lowercased() == path.lowercased() }),
-            entry.size > 0
-        else { return nil }
+        let entry = try entry(path)
+        guard entry.size > 0 else { return nil }
         let needed = Int((Int64(entry.size) + bytesPerCluster - 1) / bytesPerCluster)
         let clusters = try chain(entry.firstCluster, prefix: needed)
         guard clusters.count == needed, zip(clusters, clusters.dropFirst()).allSatisfy({ $1 == $0 + 1 }) else { return nil }
@@ -27,17 +26,7 @@ extension FATReader {
 
 extension ISO9660Reader: InspectableFileSystem {
     private func entry(_ path: String) throws(BootMediumError) -> Entry {
-        let index = try filesByPath.get { () throws(BootMediumError) in
-            var index: [String: Entry] = [:]
-            for entry in try walk() where !entry.isDirectory && index[entry.path.lowercased()] == nil {
-                index[entry.path.lowercased()] = entry
-            }
-            return index
-        }
-        guard let entry = index[path.lowercased()] else {
-            throw BootMediumError(.invalidImage, "No \(path) in the image")
-        }
-        return entry
+        try filesByPath.file(path, in: "the image", walk: walk)
     }
     func files() throws(BootMediumError) -> [InspectionReport.File] {
         try walk().filter { !$0.isDirectory }.map { InspectionReport.File(path: $0.path, size: Int64($0.size)) }
@@ -103,8 +92,8 @@ public enum ImageInspector {
             return report
         case "cramfs":
             let cramfs = try CramfsReader(image, what: "cramfs image")
-            let (summary, nodeConfig, version) = try inspectCramfs(cramfs, path: nil, showSecrets: showSecrets)
-            let files = try cramfs.walk(verifyData: false).filter { $0.kind == "file" }.map { InspectionReport.File(path: $0.path, size: $0.size) }
+            let (summary, nodeConfig, version, entries) = try inspectCramfs(cramfs, path: nil, showSecrets: showSecrets)
+            let files = entries.filter { $0.kind == "file" }.map { InspectionReport.File(path: $0.path, size: $0.size) }
             return InspectionReport(
                 image: .init(path: image.path, size: image.size, type: "cramfs", filesystem: probe.filesystem, partitionTable: probe.partitionTable),
                 volumeID: cramfs.info.volumeName, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: false, files: files,
@@ -181,9 +170,10 @@ public enum ImageInspector {
             manifest: try checkManifest(fs: fs, files: files), cramfs: cramfs)
     }
 
-    /// Walks a cramfs (checking every block), and reads its node config, version and init setup.
+    /// Walks a cramfs once (checking every block), and reads its node config, version and init
+    /// setup; returns the walk's entries too.
     static func inspectCramfs(_ reader: CramfsReader, path: String?, showSecrets: Bool) throws(BootMediumError)
-        -> (summary: InspectionReport.CramfsRoot, nodeConfig: ParsedNodeConfig?, version: String?)
+        -> (summary: InspectionReport.CramfsRoot, nodeConfig: ParsedNodeConfig?, version: String?, entries: [CramfsReader.Entry])
     {
         let entries = try reader.walk(verifyData: true)
         func small(_ name: String) throws(BootMediumError) -> String? {
@@ -205,7 +195,7 @@ public enum ImageInspector {
             inodes: entries.count, files: entries.filter { $0.kind == "file" }.count, readOnlyRoot: readOnly)
         let nodeConfig = try small("/usr/boot/plnode.txt").map { ParsedNodeConfig(text: $0, showSecrets: showSecrets) }
         let version = try small("/pl_version")?.trimmingCharacters(in: .whitespacesAndNewlines)
-        return (summary, nodeConfig, version)
+        return (summary, nodeConfig, version, entries)
     }
 
     /// Checks the embedded manifest against the files.

@@ -446,23 +446,23 @@ struct ISOCopyPlan: Equatable {
             index += 1
         }
         guard let primary = descriptors[1] else { return nil }
-        guard Int64(le32(bytes, primary + 80)) * blockSize == imageBytes else { return nil }
+        guard Int64(bytes.le32(at: primary + 80)) * blockSize == imageBytes else { return nil }
         // Every metadata extent must end before the first file's data.
         var metadataEnd = Int64(index + 1) * blockSize
         for type: UInt8 in [1, 2] {
             guard let at = descriptors[type] else { continue }
-            let tableBlocks = blocks(Int64(le32(bytes, at + 132)))
+            let tableBlocks = blocks(Int64(bytes.le32(at: at + 132)))
             metadataEnd = max(
-                metadataEnd, Int64(le32(bytes, at + 158)) * blockSize + Int64(le32(bytes, at + 166)),
-                (Int64(le32(bytes, at + 140)) + tableBlocks) * blockSize,
+                metadataEnd, Int64(bytes.le32(at: at + 158)) * blockSize + Int64(bytes.le32(at: at + 166)),
+                (Int64(bytes.le32(at: at + 140)) + tableBlocks) * blockSize,
                 (Int64(be32(bytes, at + 148)) + tableBlocks) * blockSize)
         }
         if let boot = descriptors[0] {
-            metadataEnd = max(metadataEnd, (Int64(le32(bytes, boot + 71)) + 1) * blockSize)
+            metadataEnd = max(metadataEnd, (Int64(bytes.le32(at: boot + 71)) + 1) * blockSize)
         }
         // The root directory.
-        let rootStart = Int(le32(bytes, primary + 158)) * block
-        let rootLength = Int(le32(bytes, primary + 166))
+        let rootStart = Int(bytes.le32(at: primary + 158)) * block
+        let rootLength = Int(bytes.le32(at: primary + 166))
         guard rootStart >= (index + 1) * block, rootLength > 0, rootLength % block == 0,
             let all = try read(rootStart + rootLength)
         else { return nil }
@@ -485,7 +485,7 @@ struct ISOCopyPlan: Equatable {
             if nameLength == 1 && record[33] <= 1 { continue }  // "." and ".."
             let flags = record[25]
             guard flags & 0x82 == 0 else { return nil }  // no subdirectories, no multi-extent files
-            let extent = (offset: Int64(le32(record, 2)) * blockSize, size: Int64(le32(record, 10)))
+            let extent = (offset: Int64(record.le32(at: 2)) * blockSize, size: Int64(record.le32(at: 10)))
             guard let name = rockRidgeName(record, systemUseStart: 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)) else {
                 return nil
             }
@@ -542,10 +542,6 @@ struct ISOCopyPlan: Equatable {
         }
         guard complete else { return nil }
         return String(bytes: name, encoding: .utf8)
-    }
-
-    private static func le32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
-        UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
     }
 
     private static func be32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
