@@ -47,7 +47,12 @@ let package = Package(
                 "BootMedium",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // Release builds link the Swift runtime and Foundation in: the dynamic loader's share
+            // of every run drops from ~8 ms to ~3 ms (README, benchmarks). The archives' own
+            // dependencies are named, grouped, since only modules compiled for static linking
+            // record them. Debug builds (the tests link this module) stay dynamic.
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-Xlinker", "--end-group"], .when(configuration: .release))]),
         .testTarget(
             name: "BootMediumTests",
             dependencies: ["BootMedium", "bootmedium"],

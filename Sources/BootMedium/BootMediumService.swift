@@ -50,22 +50,22 @@ public struct BootMediumService: Sendable {
         }
         let chosen = writer
         guard plan.action.renewsKey, let node = plan.node else {
-            return try await produce(plan, writer: chosen, renewal: nil)
+            return try await produce(plan, writer: chosen, renewal: nil, syncs: request.syncsOutput)
         }
         return try await NodeLocks.withLock(node: node.nodeID, workDir: plan.root.workDir) {
             () throws(BootMediumError) in
             let renewal = KeyRenewal(
                 nodeID: node.nodeID, key: NodeKey.generate(), date: plan.clock.now)
-            return try await produce(plan, writer: chosen, renewal: renewal)
+            return try await produce(plan, writer: chosen, renewal: renewal, syncs: request.syncsOutput)
         }
     }
 
-    private func produce(_ plan: BootPlan, writer: (any ImageWriter)?, renewal: KeyRenewal?)
+    private func produce(_ plan: BootPlan, writer: (any ImageWriter)?, renewal: KeyRenewal?, syncs: Bool)
         async throws(BootMediumError) -> DeliveredMedium
     {
         let configText = try plan.nodeConfig?.render(renewal: renewal)
         let delivered = try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
-            try Self.deliver(plan, configText: configText, writer: writer, cancellation: flag)
+            try Self.deliver(plan, configText: configText, writer: writer, syncs: syncs, cancellation: flag)
         }
         if let renewal {
             do throws(BootMediumError) {
@@ -93,7 +93,7 @@ public struct BootMediumService: Sendable {
     }
 
     private static func deliver(
-        _ plan: BootPlan, configText: String?, writer: (any ImageWriter)?,
+        _ plan: BootPlan, configText: String?, writer: (any ImageWriter)?, syncs: Bool,
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> Delivery {
         let inputs = ImageInputs(plan: plan, nodeConfigText: configText)
@@ -126,12 +126,12 @@ public struct BootMediumService: Sendable {
             try fill(sink)
             return Delivery(medium: .streamed(sink.count))
         case .file(let path, let confinedTo):
-            let file = try OutputFile(path: path, confinedTo: confinedTo)
+            let file = try OutputFile(path: path, confinedTo: confinedTo, syncs: syncs)
             try fill(file)
             try file.commit()
             return Delivery(medium: .path(path), file: file)
         case .publish(let path):
-            let file = try OutputFile(path: path, confinedTo: nil, replaces: true)
+            let file = try OutputFile(path: path, confinedTo: nil, replaces: true, syncs: syncs)
             try fill(file)
             try file.commit()
             return Delivery(medium: .path(path), file: nil)

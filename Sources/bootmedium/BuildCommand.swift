@@ -41,6 +41,11 @@ struct BuildCommand: AsyncParsableCommand {
     @Option(help: "Who asks: ROLE[,ROLE]:SITE_ID[,SITE_ID] (default: an admin).")
     var caller: String = "admin"
 
+    @Flag(
+        name: .customLong("no-sync"),
+        help: "Do not flush a written image to the device before it gets its final name (like cp; for throwaway images). The node store is flushed either way.")
+    var noSync = false
+
     func run() async throws {
         let plcRoot = PLCRoot(path: root)
         let store = JSONNodeStore(path: nodes ?? plcRoot.defaultNodeStorePath)
@@ -64,8 +69,9 @@ struct BuildCommand: AsyncParsableCommand {
             } else {
                 destination = .inline
             }
-            let request = BootMediumRequest(
+            var request = BootMediumRequest(
                 caller: who, node: node, action: action, destination: destination, options: options)
+            request.syncsOutput = !noSync
             let result = try await service.run(request)
             switch result {
             case .path(let path): print(path)

@@ -236,6 +236,39 @@ func keyIn(_ text: String) -> String? {
         await expectError(.nodeStoreUpdateFailed) { try await root.store.saveKey("x", forNodeID: 4242) }
     }
 
+    /// Saving a key rewrites the store with nothing but the key changed, whatever JSON the other
+    /// records hold: Python's `json` (an independent reader) sees the same document otherwise.
+    @Test func nodeStoreRewriteKeepsEveryJSONValue() async throws {
+        let root = try TestRoot()
+        let store = #"""
+            {"nodes": [{"node_id": 12, "hostname": "node1.example.org", "site_id": 1, "key": "old-key",
+              "interface_ids": [], "odd": {"float": 1.5, "big": 1e300, "tiny": -2.5e-300, "whole": 3.0,
+              "max": 9223372036854775807, "min": -9223372036854775808, "neg": -7, "zero": 0, "one": 1,
+              "text": "caf\u00e9 \ud83d\ude00 \"q\" \\ / \n\t\u0001", "empty": "", "null": null,
+              "yes": true, "no": false, "list": [1, "two", [3.25, {}], [], null], "obj": {}}}],
+             "interfaces": [], "extra_top": [{"a": [{"b": {"c": [true]}}]}]}
+            """#
+        try store.write(toFile: root.nodesPath, atomically: true, encoding: .utf8)
+        try await root.store.saveKey("new-key", forNodeID: 12)
+        let check = try runProcess("/usr/bin/python3", ["-c", #"""
+            import json, sys
+            def same(a, b):
+                number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                if number(a) and number(b): return a == b
+                if type(a) is not type(b): return False
+                if isinstance(a, dict): return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+                if isinstance(a, list): return len(a) == len(b) and all(map(same, a, b))
+                return a == b
+            before = json.loads(sys.argv[1]); after = json.load(open(sys.argv[2]))
+            before["nodes"][0]["key"] = "new-key"
+            assert same(before, after), (before, after)
+            odd = after["nodes"][0]["odd"]
+            assert type(odd["max"]) is int and odd["max"] == 2**63 - 1 and odd["min"] == -2**63
+            assert odd["text"] == "caf\u00e9 \U0001F600 \"q\" \\ / \n\t\x01"
+            """#, store, root.nodesPath])
+        #expect(check.status == 0, "\(check.stderr)")
+    }
+
     /// The kernel copy under sinks: short at the source's end and 0 past it; through sendfile
     /// when copy_file_range cannot (a pipe); nil when neither can (a destination opened for
     /// appending), so FileCopy reads and writes; the output file's copies land in order.

@@ -15,7 +15,7 @@ import Foundation
 ///   `0644`), registered for removal on SIGTERM/SIGINT/SIGHUP;
 /// - while bytes are written, their writeback to the device is started every 8 MiB
 ///   (`sync_file_range`), so the disk works while the image is produced;
-/// - ``commit()`` fsyncs, then `linkat`s the temp file to the final name, which never replaces
+/// - ``commit()`` fsyncs (unless made with `syncs: false`), then `linkat`s the temp file to the final name, which never replaces
 ///   an existing file (an existing regular file older than 5 minutes is stale and removed first,
 ///   as later PLCAPI did), or, when publishing, `renameat`s over it;
 /// - any failure, or dropping the value uncommitted, removes the temp file.
@@ -37,6 +37,9 @@ final class OutputFile {
     private let writeback = DispatchQueue(label: "bootmedium.writeback")
     private var writebackFD: Int32 = -1
     private let replaces: Bool
+    /// Whether ``commit()`` flushes the file to the device first (and writeback is started
+    /// while writing).
+    private let syncs: Bool
     private var state: State = .writing
     private enum State { case writing, committed, removed }
 
@@ -44,7 +47,8 @@ final class OutputFile {
     /// - Parameters:
     ///   - confinedTo: the work dir a non-admin's output must resolve inside, or nil.
     ///   - replaces: publish mode: replace an existing file atomically.
-    init(path: String, confinedTo workDir: String?, replaces: Bool = false)
+    ///   - syncs: flush the file to the device before it gets its final name.
+    init(path: String, confinedTo workDir: String?, replaces: Bool = false, syncs: Bool = true)
         throws(BootMediumError)
     {
         let url = path as NSString
@@ -67,6 +71,7 @@ final class OutputFile {
         self.name = name
         self.directoryFD = dfd
         self.replaces = replaces
+        self.syncs = syncs
         if !replaces {
             do throws(BootMediumError) {
                 try Self.checkAbsent(name, in: dfd, path: path, removeStale: false)
@@ -121,7 +126,7 @@ final class OutputFile {
     /// rests on) finds little left to write.
     func noteWritten(_ count: Int) {
         written += Int64(count)
-        guard written - writebackStarted >= Self.writebackStep else { return }
+        guard syncs, written - writebackStarted >= Self.writebackStep else { return }
         if writebackFD < 0 { writebackFD = fcntl(fd, F_DUPFD_CLOEXEC, 0) }
         if writebackFD >= 0 {
             let fd = writebackFD, start = writebackStarted, count = written - writebackStarted
@@ -143,7 +148,7 @@ final class OutputFile {
         precondition(state == .writing)
         endWriteback()
         do throws(BootMediumError) {
-            try Posix.sync(fd, path: tempPath)
+            if syncs { try Posix.sync(fd, path: tempPath) }
             if replaces {
                 if renameat(directoryFD, tempName, directoryFD, name) != 0 {
                     throw .io("rename", path: path, errno: errno)
@@ -167,7 +172,7 @@ final class OutputFile {
         fd = -1
         TempFileRegistry.shared.unregister(tempPath)
         state = .committed
-        _ = fsync(directoryFD)
+        if syncs { _ = fsync(directoryFD) }
     }
 
     /// Removes a committed file again (when what must follow delivery failed).

@@ -311,8 +311,12 @@ enum Isofs {
                     if !messages.isEmpty {
                         throw BootMediumError(.imageBuildFailed, "libisofs reported: " + messages.joined(separator: "; "))
                     }
-                    _ = source.pointee.cancel?(source)  // stops and joins libisofs's writer
-                    _ = drainMessages()  // its note about being cancelled
+                    // Stops and joins libisofs's writer while the files are copied.
+                    let stop = BurnSourceStop(source)
+                    defer {
+                        stop.wait()
+                        _ = drainMessages()  // its note about being cancelled
+                    }
                     for extent in plan.extents {
                         guard written == extent.offset else {
                             throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data out of place")
@@ -364,6 +368,23 @@ enum Isofs {
                 .imageBuildFailed, "libisofs reported: " + messages.joined(separator: "; "))
         }
         return report
+    }
+
+    /// Cancels a burn source on another thread: libisofs then joins its writer thread (~1.5 ms),
+    /// which overlaps the copy of the files. ``wait()`` must return before the source is freed.
+    private final class BurnSourceStop: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ source: UnsafeMutablePointer<burn_source>) {
+            nonisolated(unsafe) let source = source
+            DispatchQueue.global().async { [done] in
+                _ = source.pointee.cancel?(source)
+                done.signal()
+            }
+        }
+
+        /// Returns once the writer is stopped (call once).
+        func wait() { done.wait() }
     }
 
     /// libisofs stopped early or failed: the error with its messages.

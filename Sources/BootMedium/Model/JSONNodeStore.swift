@@ -53,28 +53,34 @@ public struct JSONNodeStore: NodeSource {
 
     public func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
         try updateLocked { root throws(BootMediumError) in
-            guard var nodes = root["nodes"] as? [[String: Any]],
-                let index = nodes.firstIndex(where: { ($0["node_id"] as? Int) == nodeID })
+            guard case .array(var nodes)? = root["nodes"],
+                let index = nodes.firstIndex(where: { record in
+                    if case .object(let fields) = record, case .integer(let id)? = fields["node_id"] {
+                        return id == Int64(nodeID)
+                    }
+                    return false
+                }),
+                case .object(var fields) = nodes[index]
             else {
                 throw BootMediumError(
                     .nodeStoreUpdateFailed, "Node \(nodeID) vanished from \(path)",
                     context: ["node_id": String(nodeID), "path": path])
             }
-            nodes[index]["key"] = key
-            root["nodes"] = nodes
+            fields["key"] = .string(key)
+            nodes[index] = .object(fields)
+            root["nodes"] = .array(nodes)
         }
     }
 
     /// Locks the store, reads it as a generic JSON object, lets `change` edit it and writes it
     /// back atomically.
-    private func updateLocked(_ change: (inout [String: Any]) throws(BootMediumError) -> Void)
+    private func updateLocked(_ change: (inout [String: JSONValue]) throws(BootMediumError) -> Void)
         throws(BootMediumError)
     {
         let fd = try lockStore()
         defer { close(fd) }  // closing releases the flock
         guard let data = FileManager.default.contents(atPath: path),
-            let object = try? JSONSerialization.jsonObject(with: data),
-            var root = object as? [String: Any]
+            case .object(var root)? = try? JSONDecoder().decode(JSONValue.self, from: data)
         else {
             throw BootMediumError(
                 .invalidNodeStore, "The node store \(path) is not a JSON object",
@@ -83,8 +89,9 @@ public struct JSONNodeStore: NodeSource {
         try change(&root)
         let output: Data
         do {
-            output = try JSONSerialization.data(
-                withJSONObject: root, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            output = try encoder.encode(JSONValue.object(root))
         } catch {
             throw BootMediumError(
                 .nodeStoreUpdateFailed, "Cannot encode the node store: \(error)",

@@ -12,6 +12,11 @@ public struct BootMediumRequest: Sendable {
     public var destination: Destination
     /// The option strings.
     public var options: [String]
+    /// Whether an image written to a file is flushed to the device (`fsync`) before it appears
+    /// under its final name, so that a crash or power loss never leaves a medium with missing
+    /// data under that name (the default). `false` skips the flush, as `cp` does: faster, for
+    /// throwaway images (CI). The node store is flushed either way.
+    public var syncsOutput = true
 
     /// Creates a request. An empty or nil `filename` means inline; otherwise it is a template.
     public init(
