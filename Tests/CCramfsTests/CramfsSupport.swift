@@ -464,6 +464,22 @@ func readDirectoryTree(_ root: String) throws -> [String: CramfsItem] {
 }
 
 /// Creates the spec's tree on disk (for mkfs.cramfs). Needs root for devices and ownership.
+/// `fsck.cramfs -v --extract` accepts `image`, and, as root (mkfs.cramfs keeps owners only then),
+/// mkfs.cramfs of `spec` staged on disk gives exactly `mkfsBytes`: mkfs.cramfs shares equal content
+/// the way `CCRAMFS_WRITE_DEDUPLICATE` does, so `mkfsBytes` is our deduplicated image of `spec`.
+func expectFsckAccepts(_ image: [UInt8], andMkfsCramfsGives mkfsBytes: [UInt8], for spec: CramfsSpec) throws {
+    let dir = try TempDir()
+    try Data(image).write(to: URL(fileURLWithPath: dir.file("img")))
+    let check = try run(fsckCramfs, ["-v", "--extract", dir.file("img")])
+    #expect(check.status == 0, "\(check.output)")
+    guard isRoot else { return }
+    try stageTree(spec, at: dir.file("stage"))
+    let mk = try run(mkfsCramfs, [dir.file("stage"), dir.file("mkfs.img")])
+    #expect(mk.status == 0, "\(mk.output)")
+    let theirs = Array(try Data(contentsOf: URL(fileURLWithPath: dir.file("mkfs.img"))))
+    #expect(sameBytes(theirs, mkfsBytes), "mkfs.cramfs shares identical files the same way")
+}
+
 func stageTree(_ spec: CramfsSpec, at root: String) throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: root, withIntermediateDirectories: true)

@@ -14,6 +14,8 @@ import Synchronization
 /// unreadable cache file only costs one more computation.
 enum TreeFileFacts {
     private static let memory = Mutex<[String: String]>([:])
+    /// Cache directories whose file has been merged into `memory` (read once per process).
+    private static let loadedDirectories = Mutex<Set<String>>([])
     static let cacheName = ".tree-facts.json"
 
     static func identity(of path: String) throws(BootMediumError) -> String {
@@ -22,32 +24,35 @@ enum TreeFileFacts {
         return "\(info.st_dev):\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec):\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
     }
 
+    /// The facts in `cacheDirectory`'s cache file (empty when missing or unreadable).
+    private static func onDisk(_ cacheDirectory: String) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: cacheDirectory + "/" + cacheName),
+            let decoded = try? JSONDecoder().decode([String: String].self, from: data)
+        else { return [:] }
+        return decoded
+    }
+
     /// The fact `kind` of the file at `path`, computed by `compute` when not cached.
     static func fact(
         _ kind: String, of path: String, cacheDirectory: String,
         compute: () throws(BootMediumError) -> String
     ) throws(BootMediumError) -> String {
         let key = "\(kind)|" + (try identity(of: path))
+        if loadedDirectories.withLock({ $0.insert(cacheDirectory).inserted }) {
+            let facts = onDisk(cacheDirectory)
+            memory.withLock { $0.merge(facts) { mine, _ in mine } }
+        }
         if let value = memory.withLock({ $0[key] }) { return value }
-        let cachePath = cacheDirectory + "/" + cacheName
-        var onDisk: [String: String] = [:]
-        if let data = FileManager.default.contents(atPath: cachePath),
-            let decoded = try? JSONDecoder().decode([String: String].self, from: data)
-        {
-            onDisk = decoded
-        }
-        if let value = onDisk[key] {
-            memory.withLock { $0[key] = value }
-            return value
-        }
         let value = try compute()
         memory.withLock { $0[key] = value }
-        onDisk[key] = value
-        if onDisk.count > 256 { onDisk = [key: value] }
-        if let data = try? JSONEncoder().encode(onDisk),
+        // Re-read before replacing: another process may have added facts since.
+        var facts = onDisk(cacheDirectory)
+        facts[key] = value
+        if facts.count > 256 { facts = [key: value] }
+        if let data = try? JSONEncoder().encode(facts),
             (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
         {
-            try? Posix.atomicReplace(cachePath, with: data)
+            try? Posix.atomicReplace(cacheDirectory + "/" + cacheName, with: data)
         }
         return value
     }
