@@ -83,10 +83,19 @@ enum TreeFileFacts {
 
 /// SHA-256 helpers.
 enum Digest {
-    /// Lower-case hex.
+    /// Lower-case hex. (Not `String(format:)`: its first call alone costs ~0.3 ms, then
+    /// ~2.5 µs a byte, on every request.)
     static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// An incremental SHA-256.
     struct Hasher {

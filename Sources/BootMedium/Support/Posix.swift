@@ -118,7 +118,8 @@ enum Posix {
     /// A random file name fragment (12 hex digits) for temp files.
     static func randomSuffix() -> String {
         var generator = SystemRandomNumberGenerator()
-        return String(format: "%012llx", generator.next() & 0xFFFF_FFFF_FFFF)
+        let digits = String(generator.next() & 0xFFFF_FFFF_FFFF, radix: 16)
+        return String(repeating: "0", count: 12 - digits.count) + digits
     }
 
     /// The real path of an existing `path`, or nil.
