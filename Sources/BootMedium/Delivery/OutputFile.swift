@@ -81,21 +81,22 @@ final class OutputFile {
             }
         }
         var tempName = ""
+        var tempPath = ""
         var tempFD: Int32 = -1
+        var code: Int32 = 0
         for _ in 0..<16 {
             tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
-            tempFD = Posix.retrying {
-                openat(dfd, tempName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
+            let name = tempName
+            (tempFD, code) = TempFileRegistry.shared.create(tempPath) {
+                Posix.retrying { openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
             }
-            if tempFD >= 0 || errno != EEXIST { break }
+            if tempFD >= 0 || code != EEXIST { break }
         }
-        let tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
         if tempFD < 0 {
-            let code = errno
             close(dfd)
             throw .io("create", path: tempPath, errno: code)
         }
-        TempFileRegistry.shared.register(tempPath)
         self.tempName = tempName
         self.tempPath = tempPath
         self.fd = tempFD
@@ -292,7 +293,7 @@ final class OutputFile {
         guard path == base || path.hasPrefix(base + "/") else {
             throw BootMediumError(
                 .outputOutsideWorkDir,
-                "File \(shown) not under \(base): non-admins must write into the work dir (%d)",
+                "File \(shown) not under \(base): non-admins must write into the work dir (%d in an output template)",
                 context: ["output": shown, "workdir": base])
         }
     }

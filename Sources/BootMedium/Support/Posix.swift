@@ -137,9 +137,10 @@ enum Posix {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let temp = (directory.isEmpty ? "." : directory) + "/.\(name).tmp-\(randomSuffix())"
-        let fd = retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
-        if fd < 0 { throw .io("create", path: temp, errno: errno) }
-        TempFileRegistry.shared.register(temp)
+        let (fd, error) = TempFileRegistry.shared.create(temp) {
+            retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
+        }
+        if fd < 0 { throw .io("create", path: temp, errno: error) }
         defer { TempFileRegistry.shared.unregister(temp) }
         do throws(BootMediumError) {
             if fchmod(fd, mode) != 0 { throw .io("chmod", path: temp, errno: errno) }
@@ -162,19 +163,42 @@ enum Posix {
 
 /// The temp files this process has open, so that a signal handler (SIGTERM, SIGINT, SIGHUP)
 /// can remove them before the process exits.
+///
+/// A temp file is created and registered in one step under the registry's lock, so the
+/// cleanup either runs before the file exists (and no temp file is created after it) or
+/// removes it: a signal that lands between `open` and the registration cannot leave one behind.
 public final class TempFileRegistry: Sendable {
     /// The process-wide registry.
     public static let shared = TempFileRegistry()
-    private let paths = Mutex<Set<String>>([])
+    private struct State {
+        var paths: Set<String> = []
+        /// Set by ``removeAll()``: the process is going away, no more temp files.
+        var closed = false
+    }
+    private let state = Mutex(State())
 
-    func register(_ path: String) { paths.withLock { _ = $0.insert(path) } }
-    func unregister(_ path: String) { paths.withLock { _ = $0.remove(path) } }
+    /// Creates the temp file `path` with `open` (an `open`/`openat` with `O_CREAT | O_EXCL`
+    /// returning a descriptor, or -1 and errno) and registers it. Returns the descriptor, or -1
+    /// and the error (`ECANCELED` once ``removeAll()`` has run).
+    func create(_ path: String, _ open: () -> Int32) -> (fd: Int32, error: Int32) {
+        state.withLock { state in
+            guard !state.closed else { return (-1, ECANCELED) }
+            let fd = open()
+            let error = fd < 0 ? errno : 0
+            if fd >= 0 { state.paths.insert(path) }
+            return (fd, error)
+        }
+    }
 
-    /// Removes every registered temp file. Called on the way out of a signalled process.
+    func unregister(_ path: String) { state.withLock { _ = $0.paths.remove(path) } }
+
+    /// Removes every registered temp file and refuses new ones. Called on the way out of a
+    /// signalled process.
     public func removeAll() {
-        paths.withLock { set in
-            for path in set { unlink(path) }
-            set.removeAll()
+        state.withLock { state in
+            state.closed = true
+            for path in state.paths { unlink(path) }
+            state.paths.removeAll()
         }
     }
 }
