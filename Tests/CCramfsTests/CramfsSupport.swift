@@ -463,7 +463,6 @@ func readDirectoryTree(_ root: String) throws -> [String: CramfsItem] {
     return items
 }
 
-/// Creates the spec's tree on disk (for mkfs.cramfs). Needs root for devices and ownership.
 /// `fsck.cramfs -v --extract` accepts `image`, and, as root (mkfs.cramfs keeps owners only then),
 /// mkfs.cramfs of `spec` staged on disk gives exactly `mkfsBytes`: mkfs.cramfs shares equal content
 /// the way `CCRAMFS_WRITE_DEDUPLICATE` does, so `mkfsBytes` is our deduplicated image of `spec`.
@@ -480,6 +479,7 @@ func expectFsckAccepts(_ image: [UInt8], andMkfsCramfsGives mkfsBytes: [UInt8], 
     #expect(sameBytes(theirs, mkfsBytes), "mkfs.cramfs shares identical files the same way")
 }
 
+/// Creates the spec's tree on disk (for mkfs.cramfs). Needs root for devices and ownership.
 func stageTree(_ spec: CramfsSpec, at root: String) throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: root, withIntermediateDirectories: true)

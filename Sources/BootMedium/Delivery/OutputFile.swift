@@ -87,9 +87,9 @@ final class OutputFile {
         for _ in 0..<16 {
             tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
             tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
-            let name = tempName
+            let candidate = tempName
             (tempFD, code) = TempFileRegistry.shared.create(tempPath) {
-                Posix.retrying { openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+                Posix.retrying { openat(dfd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
             }
             if tempFD >= 0 || code != EEXIST { break }
         }

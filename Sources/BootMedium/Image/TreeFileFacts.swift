@@ -13,9 +13,12 @@ import Synchronization
 /// `<work dir>/.tree-facts.json` (replaced atomically) across processes; a missing or
 /// unreadable cache file only costs one more computation.
 enum TreeFileFacts {
-    private static let memory = Mutex<[String: String]>([:])
-    /// Cache directories whose file has been merged into `memory` (read once per process).
-    private static let loadedDirectories = Mutex<Set<String>>([])
+    private struct Memory {
+        var facts: [String: String] = [:]
+        /// Cache directories whose file has been merged into `facts` (read once per process).
+        var loadedDirectories: Set<String> = []
+    }
+    private static let memory = Mutex(Memory())
     static let cacheName = ".tree-facts.json"
 
     static func identity(of path: String) throws(BootMediumError) -> String {
@@ -26,11 +29,13 @@ enum TreeFileFacts {
 
     /// The facts in `cacheDirectory`'s cache file (empty when missing or unreadable).
     private static func onDisk(_ cacheDirectory: String) -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: cacheDirectory + "/" + cacheName),
+        guard let data = FileManager.default.contents(atPath: cachePath(cacheDirectory)),
             let decoded = try? JSONDecoder().decode([String: String].self, from: data)
         else { return [:] }
         return decoded
     }
+
+    private static func cachePath(_ cacheDirectory: String) -> String { cacheDirectory + "/" + cacheName }
 
     /// The fact `kind` of the file at `path`, computed by `compute` when not cached.
     static func fact(
@@ -38,13 +43,16 @@ enum TreeFileFacts {
         compute: () throws(BootMediumError) -> String
     ) throws(BootMediumError) -> String {
         let key = "\(kind)|" + (try identity(of: path))
-        if loadedDirectories.withLock({ $0.insert(cacheDirectory).inserted }) {
+        if memory.withLock({ !$0.loadedDirectories.contains(cacheDirectory) }) {
             let facts = onDisk(cacheDirectory)
-            memory.withLock { $0.merge(facts) { mine, _ in mine } }
+            memory.withLock {
+                $0.loadedDirectories.insert(cacheDirectory)
+                $0.facts.merge(facts) { mine, _ in mine }
+            }
         }
-        if let value = memory.withLock({ $0[key] }) { return value }
+        if let value = memory.withLock({ $0.facts[key] }) { return value }
         let value = try compute()
-        memory.withLock { $0[key] = value }
+        memory.withLock { $0.facts[key] = value }
         // Re-read before replacing: another process may have added facts since.
         var facts = onDisk(cacheDirectory)
         facts[key] = value
@@ -52,7 +60,7 @@ enum TreeFileFacts {
         if let data = try? JSONEncoder().encode(facts),
             (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
         {
-            try? Posix.atomicReplace(cacheDirectory + "/" + cacheName, with: data)
+            try? Posix.atomicReplace(cachePath(cacheDirectory), with: data)
         }
         return value
     }
