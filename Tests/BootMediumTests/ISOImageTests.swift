@@ -506,7 +506,9 @@ func sha256(_ path: String) throws -> String {
     }
 
     /// Errors of the kernel copy are write errors: a file-size limit (EFBIG) and a full disk
-    /// (ENOSPC) met while copying bootcd.img fail the request and leave nothing behind.
+    /// (ENOSPC) met while copying bootcd.img fail the request and leave nothing behind. A disk
+    /// without room for the image fails before anything is written, when the output's blocks are
+    /// reserved; on a file system that cannot reserve (ext2), the copy itself meets ENOSPC.
     @Test func writeErrorsDuringTheCopyLeaveNothing() throws {
         let demo = try DemoCopy()
         let image = try cliBuild(demo, "generic-iso", "size.iso")
@@ -529,7 +531,20 @@ func sha256(_ path: String) throws -> String {
         defer { _ = try? runProcess("/bin/umount", [demo.workDir]) }
         let full = try runProcess(bootmediumExecutable, ["build", "--root", demo.path, "--action", "node-iso", "--node", "1", "--output", "%d/full.iso"], environment: environment)
         #expect(full.status != 0)
-        #expect(full.stderr.hasPrefix("error[io-error]: write") && full.stderr.contains("No space left on device"), "\(full.stderr)")
+        #expect(full.stderr.hasPrefix("error[io-error]: reserve space for") && full.stderr.contains("No space left on device"), "\(full.stderr)")
+        #expect(demo.workFiles.allSatisfy { !$0.contains("full.iso") && !$0.contains("bootmedium-") }, "\(demo.workFiles)")
+        #expect(try demo.nodeKey(1) == "old-key-1")
+        _ = try runProcess("/bin/umount", [demo.workDir])
+        // ext2 (no extents: fallocate is EOPNOTSUPP) with room for half the image.
+        let ext2 = demo.path + ".ext2.img"
+        try #require(try runProcess("/bin/sh", ["-c", "truncate -s \(size / 2) \"$0\" && mkfs.ext2 -q -F \"$0\"", ext2]).status == 0)
+        defer { try? FileManager.default.removeItem(atPath: ext2) }
+        let loop = try runProcess("/bin/mount", ["-o", "loop", ext2, demo.workDir])
+        try #require(loop.status == 0, "mount: \(loop.stderr)")
+        defer { _ = try? runProcess("/bin/umount", [demo.workDir]) }
+        let copy = try runProcess(bootmediumExecutable, ["build", "--root", demo.path, "--action", "node-iso", "--node", "1", "--output", "%d/full.iso"], environment: environment)
+        #expect(copy.status != 0)
+        #expect(copy.stderr.hasPrefix("error[io-error]: write") && copy.stderr.contains("No space left on device"), "\(copy.stderr)")
         #expect(demo.workFiles.allSatisfy { !$0.contains("full.iso") && !$0.contains("bootmedium-") }, "\(demo.workFiles)")
         #expect(try demo.nodeKey(1) == "old-key-1")
     }

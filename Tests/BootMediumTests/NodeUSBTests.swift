@@ -68,6 +68,37 @@ func mtoolsRead(_ image: String, _ path: String, offset: Int = 0) throws -> Data
         #expect(boot.passed, "\(boot.output)")
     }
 
+    /// The output's blocks are reserved for the whole image before the first byte (strace is the
+    /// witness), so a disk without room for the image fails before anything is written, leaving
+    /// nothing and the old key.
+    @Test(arguments: [false, true])
+    func theImageIsReservedBeforeItIsWritten(partitioned: Bool) throws {
+        let demo = try DemoCopy()
+        var environment = ProcessInfo.processInfo.environment
+        environment["SOURCE_DATE_EPOCH"] = "1700000000"
+        let options = partitioned ? ["--option", "partition"] : []
+        let image = demo.workDir + "/r.usb"
+        let trace = demo.path + "/strace.txt"
+        let traced = try runProcess("/usr/bin/strace", ["-f", "-qq", "-e", "trace=fallocate", "-o", trace, bootmediumExecutable,
+            "build", "--root", demo.path, "--action", "node-usb", "--node", "1", "--output", image] + options, environment: environment)
+        #expect(traced.status == 0, "\(traced.stderr)")
+        let size = try #require(FileManager.default.attributesOfItem(atPath: image)[.size] as? Int)
+        let calls = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("fallocate(") }
+        #expect(calls.count == 1 && calls[0].contains("FALLOC_FL_KEEP_SIZE, 0, \(size)) = 0"), "\(calls)")
+        try FileManager.default.removeItem(atPath: image)
+        let key = try demo.nodeKey(1)  // renewed by that build
+        #expect(key != "old-key-1")
+        let mount = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size / 2)", "tmpfs", demo.workDir])
+        try #require(mount.status == 0, "mount: \(mount.stderr)")
+        defer { _ = try? runProcess("/bin/umount", [demo.workDir]) }
+        let full = try runProcess(bootmediumExecutable, ["build", "--root", demo.path, "--action", "node-usb", "--node", "1",
+            "--output", "%d/full.usb"] + options, environment: environment)
+        #expect(full.status != 0)
+        #expect(full.stderr.hasPrefix("error[io-error]: reserve space for") && full.stderr.contains("No space left on device"), "\(full.stderr)")
+        #expect(demo.workFiles.allSatisfy { !$0.contains("full.usb") && !$0.contains("bootmedium-") }, "\(demo.workFiles)")
+        #expect(try demo.nodeKey(1) == key)
+    }
+
     @Test func aCorruptedLdlinuxPatchDoesNotBoot() async throws {
         let demo = try DemoCopy()
         let image = try await demo.build("generic-usb", node: nil, name: "c.usb")

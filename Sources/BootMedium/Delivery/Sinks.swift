@@ -9,6 +9,9 @@ import Synchronization
 extension ImageSink {
     /// No kernel copy: ``FileCopy`` reads and writes.
     public func copy(from fd: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? { nil }
+
+    /// Nothing to reserve.
+    public func reserve(_ byteCount: Int64) throws(BootMediumError) {}
 }
 
 extension OutputFile: ImageSink {
@@ -21,6 +24,10 @@ extension OutputFile: ImageSink {
         let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: path)
         if let n { noteWritten(n) }
         return n
+    }
+
+    func reserve(_ byteCount: Int64) throws(BootMediumError) {
+        try Posix.reserve(fd, count: byteCount, path: path)
     }
 }
 

@@ -90,6 +90,7 @@ public struct USBImageLayout {
     /// Writes the image front to back into `sink` in 1 MiB chunks, checking `cancellation`
     /// before each. File sources are read as the writer gets to them.
     public func write(to sink: any ImageSink, cancellation: CancellationFlag) throws(BootMediumError) {
+        try sink.reserve(totalBytes)
         let stream = ImageStream(sink: sink, cancellation: cancellation)
         if let mbr {
             try stream.append(mbr.encode())

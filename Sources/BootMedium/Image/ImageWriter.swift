@@ -8,6 +8,11 @@ public protocol ImageSink: AnyObject {
     /// appended (0: the file ends at `offset`), or nil when it cannot copy from `fd` (the default),
     /// and the caller reads and writes instead (``FileCopy``).
     func copy(from fd: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int?
+
+    /// Told, before the first byte, how many bytes the image will have: a file sink reserves
+    /// them (``Posix/reserve(_:count:path:)``), so a full disk fails before any writing. Does
+    /// nothing by default.
+    func reserve(_ byteCount: Int64) throws(BootMediumError)
 }
 
 /// What an image writer is given: the plan and the rendered node config.

@@ -268,6 +268,7 @@ enum Isofs {
         }
 
         do throws(BootMediumError) {
+            try sink.reserve(imageBytes)
             if let decision {
                 // The head of the image, until the root directory's end (before any file data).
                 var head: [UInt8] = []
