@@ -225,13 +225,16 @@ func keyIn(_ text: String) -> String? {
         #expect(acquired.value == true)
     }
 
+    /// A saved key changes the store's text only where the key's value was: every other byte
+    /// (formatting, member order, unknown fields) is the operator's.
     @Test func nodeStoreWritesAreAtomicAndKeepEverything() async throws {
         let root = try TestRoot()
         try await root.store.saveKey("new-key", forNodeID: 13)
         #expect(try root.nodeKey(13) == "new-key")
         #expect(try root.nodeKey(12) == "old-key")
         let text = try String(contentsOfFile: root.nodesPath, encoding: .utf8)
-        #expect(text.contains("\"kept\" : true"))
+        #expect(text == TestRoot.standardNodes.replacingOccurrences(of: #""key": "k2""#, with: #""key": "new-key""#))
+        #expect(text.contains("\"kept\": true"))
         #expect(FileManager.default.subpaths(atPath: root.path)!.filter { $0.contains(".tmp-") }.isEmpty)
         await expectError(.nodeStoreUpdateFailed) { try await root.store.saveKey("x", forNodeID: 4242) }
     }

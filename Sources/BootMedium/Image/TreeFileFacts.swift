@@ -21,12 +21,6 @@ enum TreeFileFacts {
     private static let memory = Mutex(Memory())
     static let cacheName = ".tree-facts.json"
 
-    static func identity(of path: String) throws(BootMediumError) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
-        return "\(info.st_dev):\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec):\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
-    }
-
     /// The facts in `cacheDirectory`'s cache file (empty when missing or unreadable).
     private static func onDisk(_ cacheDirectory: String) -> [String: String] {
         guard let data = FileManager.default.contents(atPath: cachePath(cacheDirectory)),
@@ -42,7 +36,7 @@ enum TreeFileFacts {
         _ kind: String, of path: String, cacheDirectory: String,
         compute: () throws(BootMediumError) -> String
     ) throws(BootMediumError) -> String {
-        let key = "\(kind)|" + (try identity(of: path))
+        let key = "\(kind)|" + (try FileIdentity(path: path)).description
         if memory.withLock({ !$0.loadedDirectories.contains(cacheDirectory) }) {
             let facts = onDisk(cacheDirectory)
             memory.withLock {

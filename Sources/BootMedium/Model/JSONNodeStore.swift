@@ -4,13 +4,16 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// The JSON node store of CONTRACT.md §2: `{"nodes": [...], "interfaces": [...]}` with PLCAPI's
 /// field names.
 ///
-/// The file is read anew on each call, so other writers are seen. A key is saved by rewriting
-/// the whole file atomically (temp file + fsync + rename) under an exclusive `flock` of the store
-/// file, keeping every field, known or not, of every record.
+/// The file is checked on each call, so other writers are seen: it is parsed again whenever its
+/// identity (``FileIdentity``) changed. A key is saved under an
+/// exclusive `flock` of the store file by replacing the file atomically (temp file + fsync +
+/// rename) with its own text where only that node's `key` value differs (``NodeKeyPatch``):
+/// every other byte, known fields or not, stays as the operator wrote it.
 public struct JSONNodeStore: NodeSource {
     /// The store file.
     public let path: String
@@ -18,23 +21,42 @@ public struct JSONNodeStore: NodeSource {
     /// Opens the store at `path` (not read until used).
     public init(path: String) { self.path = path }
 
-    private struct Document: Decodable {
+    private struct Document: Decodable, Sendable {
         var nodes: [Node]?
         var interfaces: [Interface]?
     }
 
+    /// Stores parsed in this process, by path, with the identity of the file version they were
+    /// parsed from: a server answering many requests (and one request asking for a node, then
+    /// its interfaces) parses a store once until the file changes.
+    private static let parsed = Mutex<[String: (identity: FileIdentity, document: Document)]>([:])
+
     private func load() throws(BootMediumError) -> Document {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else {
             throw BootMediumError(
                 .invalidNodeStore, "Cannot read the node store \(path)", context: ["path": path])
         }
+        defer { close(fd) }
+        let identity = try FileIdentity(fd: fd, path: path)
+        if let known = Self.parsed.withLock({ $0[path] }), known.identity == identity { return known.document }
+        let document: Document
         do {
-            return try JSONDecoder().decode(Document.self, from: data)
+            let data = try FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() ?? Data()
+            document = try JSONDecoder().decode(Document.self, from: data)
         } catch {
             throw BootMediumError(
                 .invalidNodeStore, "The node store \(path) is not valid: \(error)",
                 context: ["path": path])
         }
+        // Kept only when the file did not change while it was read.
+        if (try? FileIdentity(fd: fd, path: path)) == identity {
+            Self.parsed.withLock { parsed in
+                if parsed.count >= 8 { parsed.removeAll() }
+                parsed[path] = (identity, document)
+            }
+        }
+        return document
     }
 
     public func node(_ reference: NodeReference) async throws(BootMediumError) -> Node? {
@@ -52,55 +74,34 @@ public struct JSONNodeStore: NodeSource {
     }
 
     public func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
-        try updateLocked { root throws(BootMediumError) in
-            guard case .array(var nodes)? = root["nodes"],
-                let index = nodes.firstIndex(where: { record in
-                    if case .object(let fields) = record, case .integer(let id)? = fields["node_id"] {
-                        return id == Int64(nodeID)
-                    }
-                    return false
-                }),
-                case .object(var fields) = nodes[index]
-            else {
-                throw BootMediumError(
-                    .nodeStoreUpdateFailed, "Node \(nodeID) vanished from \(path)",
-                    context: ["node_id": String(nodeID), "path": path])
-            }
-            fields["key"] = .string(key)
-            nodes[index] = .object(fields)
-            root["nodes"] = .array(nodes)
-        }
-    }
-
-    /// Locks the store, reads it as a generic JSON object, lets `change` edit it and writes it
-    /// back atomically.
-    private func updateLocked(_ change: (inout [String: JSONValue]) throws(BootMediumError) -> Void)
-        throws(BootMediumError)
-    {
         let fd = try lockStore()
         defer { close(fd) }  // closing releases the flock
-        guard let data = FileManager.default.contents(atPath: path),
-            case .object(var root)? = try? JSONDecoder().decode(JSONValue.self, from: data)
-        else {
+        guard let data = FileManager.default.contents(atPath: path) else {
             throw BootMediumError(
-                .invalidNodeStore, "The node store \(path) is not a JSON object",
-                context: ["path": path])
+                .invalidNodeStore, "Cannot read the node store \(path)", context: ["path": path])
         }
-        try change(&root)
-        let output: Data
+        let outcome: NodeKeyPatch.Outcome
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            output = try encoder.encode(JSONValue.object(root))
+            outcome = try NodeKeyPatch.patch([UInt8](data), nodeID: Int64(nodeID), key: key)
         } catch {
             throw BootMediumError(
-                .nodeStoreUpdateFailed, "Cannot encode the node store: \(error)",
-                context: ["path": path])
+                .invalidNodeStore, "The node store \(path) is not valid JSON: \(error.reason) at byte \(error.offset)",
+                context: ["path": path, "offset": String(error.offset)])
         }
-        var mode: mode_t = 0o644
-        var info = stat()
-        if fstat(fd, &info) == 0 { mode = info.st_mode & 0o7777 }
-        try Posix.atomicReplace(path, with: output + Data("\n".utf8), mode: mode)
+        switch outcome {
+        case .notAnObject:
+            throw BootMediumError(
+                .invalidNodeStore, "The node store \(path) is not a JSON object", context: ["path": path])
+        case .noSuchNode:
+            throw BootMediumError(
+                .nodeStoreUpdateFailed, "Node \(nodeID) vanished from \(path)",
+                context: ["node_id": String(nodeID), "path": path])
+        case .patched(let bytes):
+            var mode: mode_t = 0o644
+            var info = stat()
+            if fstat(fd, &info) == 0 { mode = info.st_mode & 0o7777 }
+            try Posix.atomicReplace(path, with: Data(bytes), mode: mode)
+        }
     }
 
     /// Takes an exclusive flock on the store file, retrying if the file was replaced meanwhile.

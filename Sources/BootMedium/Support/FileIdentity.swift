@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What tells one version of a file from another without reading it: device, inode, size,
+/// modification and change times (nanoseconds). Replacing the file (a new inode) or rewriting it
+/// in place (new times) gives another identity; caches of what was computed from a file are
+/// keyed by it.
+struct FileIdentity: Hashable, Sendable, CustomStringConvertible {
+    let device: UInt64
+    let inode: UInt64
+    let size: Int64
+    let modified: Int64
+    let changed: Int64
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+    }
+
+    /// The identity of the file at `path` (following symlinks).
+    init(path: String) throws(BootMediumError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
+        self.init(info)
+    }
+
+    /// The identity of the open file `fd`.
+    init(fd: Int32, path: String) throws(BootMediumError) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
+        self.init(info)
+    }
+
+    /// `device:inode:size:mtime:ctime`, the times as seconds.nanoseconds (the tree-facts cache's
+    /// key format).
+    var description: String {
+        func time(_ ns: Int64) -> String { "\(ns / 1_000_000_000).\(ns % 1_000_000_000)" }
+        return "\(device):\(inode):\(size):\(time(modified)):\(time(changed))"
+    }
+}
