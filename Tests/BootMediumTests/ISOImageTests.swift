@@ -398,6 +398,108 @@ func sha256(_ path: String) throws -> String {
         #expect(try sha256(demo.path + "/boot-copied.iso") == (try sha256(demo.path + "/boot-streamed.iso")))
     }
 
+    /// `layout` with its files in memory (not the boot image) one-byte placeholders: what the
+    /// image writer knows before the contents are generated.
+    static func skeleton(_ layout: ISOLayout) -> ISOLayout {
+        var skeleton = layout
+        skeleton.files = layout.files.map { file in
+            guard case .bytes = file.source, file.name != layout.bootImage else { return file }
+            return ISOFile(name: file.name, source: .bytes([0]))
+        }
+        return skeleton
+    }
+
+    /// Files on disk copied early, where libisofs's layout of the skeleton says they go, while
+    /// the rest is produced: the same image byte for byte; a wrong prediction (elsewhere, or past
+    /// the image's end) is noticed and the image is written in order over it, same bytes again.
+    @Test func earlyCopiesGiveTheImageLibisofsStreams() throws {
+        let demo = try DemoCopy()
+        var layout = try Self.copyLayout(demo)
+        layout.streamFileData = true
+        let reference = demo.path + "/streamed.iso"
+        let streamed = try Self.writeToFile(layout, reference)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: reference))
+        layout.streamFileData = false
+
+        let predicted = try #require(try Isofs.predictCopyPlan(Self.skeleton(layout)))
+        #expect(predicted.plan.extents.count == 4)  // big.bin, kernel, bootcd.img (twice named), ldlinux.c32
+        func written(_ plan: ISOCopyPlan, _ name: String) throws -> ISOWriteReport {
+            let file = try OutputFile(path: demo.path + "/" + name, confinedTo: nil)
+            let early = EarlyFileCopy(plan, into: file, cancellation: CancellationFlag())
+            let report = try Isofs.write(layout, to: file, early: early, cancellation: CancellationFlag())
+            try file.commit()
+            #expect(try Data(contentsOf: URL(fileURLWithPath: demo.path + "/" + name)) == expected, "\(name)")
+            return report
+        }
+        let early = try written(predicted.plan, "early.iso")
+        let onDisk = predicted.plan.extents.reduce(Int64(0)) { $0 + $1.size }
+        let tree = demo.tree
+        func size(_ path: String) throws -> Int64 { (try FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber).int64Value }
+        #expect(onDisk == (try size(tree + "/isofs/kernel") + size(tree + "/isofs/bootcd.img") + size(tree + "/isolinux/ldlinux.c32") + size(demo.path + "/big.bin")))
+        #expect(early.copiedEarly && !early.predictionMissed && early.copiedBytes == onDisk, "\(early) \(predicted)")
+        #expect(early.imageBytes == streamed.imageBytes)
+        for shift: Int64 in [2048, 1 << 30] {
+            let wrong = ISOCopyPlan(
+                dataStart: predicted.plan.dataStart + shift,
+                extents: predicted.plan.extents.map { ISOCopyPlan.Extent(path: $0.path, offset: $0.offset + shift, size: $0.size) },
+                tail: [])
+            let missed = try written(wrong, "missed-\(shift).iso")
+            #expect(missed.predictionMissed && !missed.copiedEarly && missed.imageBytes == streamed.imageBytes, "\(missed)")
+        }
+    }
+
+    /// The CLI writing an image into a file copies its files on disk early: every kernel copy
+    /// names its place in the output (strace is the witness), none is appended in order.
+    @Test func theCLICopiesEarlyIntoAFile() throws {
+        let demo = try DemoCopy()
+        let log = demo.path + "/strace.txt"
+        var environment = ProcessInfo.processInfo.environment
+        environment["SOURCE_DATE_EPOCH"] = "1700000000"
+        let r = try runProcess("/usr/bin/strace", ["-f", "-qq", "-e", "trace=copy_file_range", "-o", log, bootmediumExecutable,
+            "build", "--root", demo.path, "--action", "node-iso", "--node", "1", "--output", demo.workDir + "/e.iso"], environment: environment)
+        #expect(r.status == 0, "\(r.stderr)")
+        let copies = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter { $0.contains("copy_file_range(") }
+        #expect(!copies.isEmpty)
+        let positioned = try Regex(#"copy_file_range\(\d+, \[\d+\], \d+, \[\d+\], "#)
+        #expect(copies.allSatisfy { $0.contains(positioned) }, "\(copies)")
+    }
+
+    /// A source changing size while it is copied early fails the build with the reason, and the
+    /// file is dropped.
+    @Test(arguments: ["shrink", "grow"])
+    func aSourceChangingSizeDuringAnEarlyCopyFails(_ change: String) throws {
+        let demo = try DemoCopy()
+        let layout = try Self.copyLayout(demo)
+        let big = demo.path + "/big.bin"
+        let predicted = try #require(try Isofs.predictCopyPlan(Self.skeleton(layout)))
+        changeSourceDuringCopy(big, change)
+        defer { _ = FileCopy.beforePiece.withLock { $0.removeValue(forKey: big) } }
+        let file = try OutputFile(path: demo.path + "/changed.iso", confinedTo: nil)
+        let early = EarlyFileCopy(predicted.plan, into: file, cancellation: CancellationFlag())
+        do {
+            try Isofs.write(layout, to: file, early: early, cancellation: CancellationFlag())
+            Issue.record("the build succeeded")
+        } catch {
+            let reason = change == "shrink" ? "ended early" : "changed size"
+            #expect(error.code == .imageBuildFailed && error.message.contains(reason) && error.message.contains(big), "\(error)")
+        }
+        file.discard()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: demo.path).filter { $0.contains("changed.iso") }.isEmpty)
+    }
+
+    /// Through the service: an image written into a file (files copied early) and the same
+    /// image returned inline (written in order into memory) are the same bytes.
+    @Test func anImageIntoAFileEqualsTheSameImageInMemory() async throws {
+        let demo = try DemoCopy()
+        let path = try await demo.build("generic-iso", node: nil, name: "file.iso")
+        let inline = try await demo.service().getBootMedium(caller: .admin, node: nil, action: "generic-iso", filename: nil)
+        guard case .base64(let text) = inline else {
+            Issue.record("not inline: \(inline)")
+            return
+        }
+        #expect(Data(base64Encoded: text) == (try Data(contentsOf: URL(fileURLWithPath: path))))
+    }
+
     /// Sources on another file system (tmpfs): copy_file_range refuses (EXDEV), the copy still
     /// happens, and the image is the same.
     @Test func sourcesOnAnotherFileSystemGiveTheSameImage() throws {

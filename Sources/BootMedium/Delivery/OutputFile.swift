@@ -136,6 +136,12 @@ final class OutputFile {
         writebackStarted = written
     }
 
+    /// Starts the writeback of `count` bytes written at `at` by a positioned call (any thread),
+    /// when the file is to be flushed.
+    func startWriteback(at: Int64, count: Int64) {
+        if syncs { Posix.startWriteback(fd, offset: at, count: count) }
+    }
+
     /// No more writeback hints: the queue closes its descriptor after the pending ones.
     private func endWriteback() {
         guard writebackFD >= 0 else { return }

@@ -31,6 +31,23 @@ extension OutputFile: ImageSink {
     }
 }
 
+extension OutputFile: RandomAccessSink {
+    func copy(from source: Int32, offset: Int64, count: Int, at: Int64) throws(BootMediumError) -> Int? {
+        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, at: at, count: count, path: path)
+        if let n, n > 0 { startWriteback(at: at, count: Int64(n)) }
+        return n
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at: Int64) throws(BootMediumError) {
+        try Posix.writeAll(fd, bytes, at: at, path: path)
+        startWriteback(at: at, count: Int64(bytes.count))
+    }
+
+    func setLength(_ length: Int64) throws(BootMediumError) {
+        if Posix.retrying({ ftruncate(fd, off_t(length)) }) != 0 { throw .io("truncate", path: path, errno: errno) }
+    }
+}
+
 /// Collects an image in memory (inline results).
 final class MemorySink: ImageSink {
     var data = Data()
@@ -81,6 +98,36 @@ enum FileCopy {
         path: String, size: Int64, at imageOffset: Int64, to sink: any ImageSink,
         buffer: UnsafeMutableRawBufferPointer, cancellation: CancellationFlag
     ) throws(BootMediumError) {
+        try transfer(
+            path: path, size: size, at: imageOffset, buffer: buffer,
+            check: { () throws(BootMediumError) in try cancellation.check() },
+            copy: { (fd, offset, count) throws(BootMediumError) in try sink.copy(from: fd, offset: offset, count: count) },
+            write: { (bytes, _) throws(BootMediumError) in try sink.write(bytes) })
+    }
+
+    /// Like ``append(path:size:at:to:buffer:cancellation:)``, by positioned calls: the bytes
+    /// land at `imageOffset` in `sink` whatever its file position; `check` runs before every
+    /// piece.
+    static func place(
+        path: String, size: Int64, at imageOffset: Int64, into sink: any RandomAccessSink,
+        buffer: UnsafeMutableRawBufferPointer, check: () throws(BootMediumError) -> Void
+    ) throws(BootMediumError) {
+        try transfer(
+            path: path, size: size, at: imageOffset, buffer: buffer, check: check,
+            copy: { (fd, offset, count) throws(BootMediumError) in
+                try sink.copy(from: fd, offset: offset, count: count, at: imageOffset + offset)
+            },
+            write: { (bytes, offset) throws(BootMediumError) in try sink.write(bytes, at: imageOffset + offset) })
+    }
+
+    /// The loop of ``append`` and ``place``: `copy(fd, fileOffset, count)` copies in the kernel
+    /// (nil: cannot), `write(bytes, fileOffset)` writes bytes read from the file.
+    private static func transfer(
+        path: String, size: Int64, at imageOffset: Int64, buffer: UnsafeMutableRawBufferPointer,
+        check: () throws(BootMediumError) -> Void,
+        copy: (Int32, Int64, Int) throws(BootMediumError) -> Int?,
+        write: (UnsafeRawBufferPointer, Int64) throws(BootMediumError) -> Void
+    ) throws(BootMediumError) {
         let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
         if fd < 0 { throw .io("open", path: path, errno: errno) }
         defer { close(fd) }
@@ -90,11 +137,11 @@ enum FileCopy {
         var done: Int64 = 0
         var kernel = true
         while done < size {
-            try cancellation.check()
+            try check()
             hook?(done)
             if kernel && done >= prefix {
                 let want = Int(min(Int64(piece), size - done))
-                if let n = try sink.copy(from: fd, offset: done, count: want), n > 0 {
+                if let n = try copy(fd, done, want), n > 0 {
                     done += Int64(n)
                     continue
                 }
@@ -110,7 +157,7 @@ enum FileCopy {
                     .imageBuildFailed, "\(path) ended early while the image was built",
                     context: ["path": path, "expected": String(size), "read": String(done)])
             }
-            try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), offset)
             done += Int64(n)
         }
         try checkSize(fd, path: path, size: size)

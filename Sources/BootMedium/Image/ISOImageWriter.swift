@@ -17,15 +17,37 @@ struct ISOImageWriter: ImageWriter {
             MediumFile(name: "isolinux.bin", source: .bytes(try MediumContents.read(tree.isolinuxBinPath)), zeroed: Self.bootInfoTable),
             MediumFile(name: "ldlinux.c32", source: .path(tree.isolinuxLdlinuxC32Path)),
         ]
-        let contents = try MediumContents.prepare(inputs, configName: "isolinux.cfg", extra: loader, cancellation: cancellation)
-        let layout = ISOLayout(
-            volumeID: MediumContents.label(plan, length: 32),
-            files: contents.files.map { ISOFile(name: $0.name, source: $0.source) },
-            bootImage: "isolinux.bin",
-            isohybridMBR: try MediumContents.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
+        func layout(_ files: [MediumFile]) throws(BootMediumError) -> ISOLayout {
+            ISOLayout(
+                volumeID: MediumContents.label(plan, length: 32),
+                files: files.map { ISOFile(name: $0.name, source: $0.source) },
+                bootImage: "isolinux.bin",
+                isohybridMBR: try MediumContents.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
+        }
+        // Into a file, the files on disk (bootcd.img above all) start copying now, to where the
+        // layout will put them, while the generated files are made (EarlyFileCopy).
+        // The tree's facts are read first: the manifest then describes the files as they were
+        // before the copy, which fails if they change.
+        var early: EarlyFileCopy?
+        defer { early?.abandon() }
+        var snapshot: TreeSnapshot?
+        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true {
+            let skeleton = MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
+            let facts = try TreeSnapshot.take(plan, files: skeleton, plain: true, cancellation: cancellation)
+            snapshot = facts
+            if let predicted = try Isofs.predictCopyPlan(layout(skeleton)),
+                predicted.plan.extents.allSatisfy({ facts.files[$0.path]?.size == $0.size })
+            {
+                try file.reserve(predicted.imageBytes)
+                early = EarlyFileCopy(predicted.plan, into: file, cancellation: cancellation)
+            }
+        }
+        let contents = try MediumContents.prepare(
+            inputs, configName: "isolinux.cfg", extra: loader, snapshot: snapshot, cancellation: cancellation)
+        let final = try layout(contents.files)
         // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
         try withExtendedLifetime(contents) { () throws(BootMediumError) in
-            _ = try Isofs.write(layout, to: sink, cancellation: cancellation)
+            _ = try Isofs.write(final, to: sink, early: early, cancellation: cancellation)
         }
     }
 }

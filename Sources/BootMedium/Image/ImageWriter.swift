@@ -15,6 +15,30 @@ public protocol ImageSink: AnyObject {
     func reserve(_ byteCount: Int64) throws(BootMediumError)
 }
 
+/// A sink that is a regular file: bytes can land anywhere in it, from several threads at once
+/// (positioned calls only; the sequential ``ImageSink`` calls stay on one thread).
+protocol RandomAccessSink: ImageSink {
+    /// Like ``ImageSink/copy(from:offset:count:)``, to the sink's offset `at`.
+    func copy(from fd: Int32, offset: Int64, count: Int, at: Int64) throws(BootMediumError) -> Int?
+    /// Writes `bytes` at the sink's offset `at`.
+    func write(_ bytes: UnsafeRawBufferPointer, at: Int64) throws(BootMediumError)
+    /// Sets the sink's length (bytes past it are dropped, a gap up to it reads as zeros).
+    func setLength(_ length: Int64) throws(BootMediumError)
+}
+
+extension RandomAccessSink {
+    /// Writes `bytes` at `at`.
+    func write(_ bytes: [UInt8], at: Int64) throws(BootMediumError) {
+        let result: Result<Void, BootMediumError> = bytes.withUnsafeBytes { buffer in
+            do throws(BootMediumError) {
+                try write(buffer, at: at)
+                return .success(())
+            } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+}
+
 /// What an image writer is given: the plan and the rendered node config.
 public struct ImageInputs: Sendable {
     /// The validated plan.

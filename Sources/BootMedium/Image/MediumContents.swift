@@ -13,6 +13,38 @@ struct MediumFile: Sendable {
     var sha256: String? = nil
 }
 
+/// The facts a medium's manifest and boot config take from the tree's files on disk (their
+/// sizes and SHA-256, bootcd.img's uncompressed size), read once, before any of them is copied,
+/// so that a file changing while the image is written fails the copy (which checks the sizes)
+/// rather than the manifest.
+struct TreeSnapshot: Sendable {
+    /// Size and SHA-256 (hex) by path.
+    var files: [String: (size: Int64, sha256: String)] = [:]
+    /// bootcd.img's uncompressed size (plain images only).
+    var bootcdUncompressedSize: Int64?
+
+    /// The facts of `files`' files on disk; bootcd.img's uncompressed size when `plain`.
+    static func take(_ plan: BootPlan, files: [MediumFile], plain: Bool, cancellation: CancellationFlag)
+        throws(BootMediumError) -> TreeSnapshot
+    {
+        var snapshot = TreeSnapshot()
+        for file in files {
+            guard case .path(let path) = file.source, file.sha256 == nil, snapshot.files[path] == nil else { continue }
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+            }
+            let digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+            snapshot.files[path] = (Int64(info.st_size), digest)
+        }
+        if plain, let tree = plan.tree {
+            snapshot.bootcdUncompressedSize = try TreeFileFacts.uncompressedSize(
+                of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+        }
+        return snapshot
+    }
+}
+
 /// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
 /// boot config rendered from the one template, `pl_version`, the tree's kernel and bootcd.img,
 /// and the manifest listing them.
@@ -26,9 +58,11 @@ struct MediumContents {
     var cramfs: CramfsRoot.Image? = nil
 
     /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
-    /// the boot loader files of the image type.
+    /// the boot loader files of the image type. The tree's facts come from `snapshot` when given
+    /// (taken from ``skeleton(_:configName:extra:)``'s files), else they are read here.
     static func prepare(
-        _ inputs: ImageInputs, configName: String, extra: [MediumFile], cancellation: CancellationFlag
+        _ inputs: ImageInputs, configName: String, extra: [MediumFile], snapshot given: TreeSnapshot? = nil,
+        cancellation: CancellationFlag
     ) throws(BootMediumError) -> MediumContents {
         let plan = inputs.plan
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
@@ -49,18 +83,24 @@ struct MediumContents {
             ] + extra
         } else {
             let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
-            let bootcdSize = try TreeFileFacts.uncompressedSize(
-                of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+            let bootcdSize: Int64
+            if let known = given?.bootcdUncompressedSize {
+                bootcdSize = known
+            } else {
+                bootcdSize = try TreeFileFacts.uncompressedSize(
+                    of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+            }
             config = try BootConfig.render(
                 plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
-            files = [
-                MediumFile(name: "kernel", source: .path(tree.kernelPath)),
-                MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
-                MediumFile(name: "overlay.img", source: .bytes(overlay.bytes)),
-                version,
-            ] + extra
+            files = Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
         }
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
+        let snapshot: TreeSnapshot
+        if let given {
+            snapshot = given
+        } else {
+            snapshot = try TreeSnapshot.take(plan, files: files, plain: false, cancellation: cancellation)
+        }
         var entries: [Manifest.File] = []
         for file in files {
             switch file.source {
@@ -70,22 +110,43 @@ struct MediumContents {
                         path: file.name, size: Int64(bytes.count),
                         sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed))
             case .path(let path):
-                var info = stat()
-                guard stat(path, &info) == 0 else {
-                    throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
-                }
-                let digest: String
                 if let known = file.sha256 {
-                    digest = known
+                    var info = stat()
+                    guard stat(path, &info) == 0 else {
+                        throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+                    }
+                    entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: known, zeroed: nil))
                 } else {
-                    digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                    guard let facts = snapshot.files[path] else {
+                        throw BootMediumError(.imageBuildFailed, "Internal error: no facts for \(path)")
+                    }
+                    entries.append(Manifest.File(path: file.name, size: facts.size, sha256: facts.sha256, zeroed: nil))
                 }
-                entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: digest, zeroed: nil))
             }
         }
         let manifest = Manifest.of(plan, files: entries)
         files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
         return MediumContents(files: files, manifest: manifest, cramfs: cramfs)
+    }
+
+    /// The files of a (non-cramfs) image before its boot config and manifest, in medium order.
+    private static func files(tree: BootcdTree, overlay: [UInt8], version: MediumFile, extra: [MediumFile]) -> [MediumFile] {
+        [
+            MediumFile(name: "kernel", source: .path(tree.kernelPath)),
+            MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
+            MediumFile(name: "overlay.img", source: .bytes(overlay)),
+            version,
+        ] + extra
+    }
+
+    /// The files ``prepare(_:configName:extra:snapshot:cancellation:)`` gives a plain
+    /// (non-cramfs) image, each generated one a one-byte placeholder: their names and the files on
+    /// disk, known before anything is generated, for predicting where the files on disk go
+    /// (``Isofs/predictCopyPlan(_:)``).
+    static func skeleton(_ tree: BootcdTree, configName: String, extra: [MediumFile]) -> [MediumFile] {
+        let placeholder = ISOFile.Source.bytes([0])
+        return files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
+            + [MediumFile(name: configName, source: placeholder), MediumFile(name: Manifest.path, source: placeholder)]
     }
 
     /// Reads a tree file whole (small boot loader files).

@@ -45,6 +45,10 @@ struct ISOWriteReport: Sendable, Equatable {
     /// Bytes of files on disk copied into the sink by ``FileCopy`` rather than streamed through
     /// libisofs (0 when libisofs streamed everything).
     var copiedBytes: Int64 = 0
+    /// Whether they were copied by an ``EarlyFileCopy`` started before the contents were ready.
+    var copiedEarly = false
+    /// Whether an ``EarlyFileCopy`` was given but the final layout put the files elsewhere.
+    var predictionMissed = false
 }
 
 /// The only place that talks to libisofs.
@@ -66,16 +70,55 @@ struct ISOWriteReport: Sendable, Equatable {
 enum Isofs {
     private static let lock = Mutex<Bool>(false)
 
-    /// Called, when set, after the tree is complete and before bytes are produced (tests use it
-    /// to change a source file under the writer).
+    /// Called, when set, after the tree is complete and before bytes are produced, for a
+    /// prediction as for the image itself (tests use it to change a source file under the
+    /// writer).
     nonisolated(unsafe) static var beforeWriteHook: (@Sendable (ISOLayout) -> Void)?
 
-    /// Writes the image described by `layout` into `sink`.
+    /// Writes the image described by `layout` into `sink`. `early`, when given, is already
+    /// copying the files on disk where ``predictCopyPlan(_:)`` said they go (a file sink only);
+    /// when the final layout puts them elsewhere it is abandoned and they are copied again.
     @discardableResult
-    static func write(_ layout: ISOLayout, to sink: any ImageSink, cancellation: CancellationFlag)
-        throws(BootMediumError) -> ISOWriteReport
-    {
-        let result: Result<ISOWriteReport, BootMediumError> = lock.withLock { initialized in
+    static func write(
+        _ layout: ISOLayout, to sink: any ImageSink, early: EarlyFileCopy? = nil, cancellation: CancellationFlag
+    ) throws(BootMediumError) -> ISOWriteReport {
+        defer { early?.abandon() }  // joined whatever happens: it writes into `sink`
+        return try locked { () throws(BootMediumError) in
+            try writeLocked(layout, to: sink, early: early, cancellation: cancellation)
+        }
+    }
+
+    /// Where the files on disk of `layout` will lie, from libisofs's layout of the same tree
+    /// (sizes only, nothing written): they follow the boot catalog and the boot image, which
+    /// come first in the data area (``sortWeights``), so the files in memory (whose bytes are
+    /// not known yet: give each a placeholder of one byte, as they are not empty either) do not
+    /// move them. Nil when nothing is to be copied.
+    static func predictCopyPlan(_ layout: ISOLayout) throws(BootMediumError) -> (plan: ISOCopyPlan, imageBytes: Int64)? {
+        try locked { () throws(BootMediumError) in
+            try withImage(layout, decision: nil, willCancel: true) {
+                (_, opts, source, files) throws(BootMediumError) -> (plan: ISOCopyPlan, imageBytes: Int64)? in
+                let imageBytes = Int64(source.pointee.get_size?(source) ?? 0)
+                var dataLBA: UInt32 = 0
+                guard !files.onDisk.isEmpty, iso_write_opts_get_data_start(opts, &dataLBA, 0) >= 0 else { return nil }
+                _ = source.pointee.cancel?(source)
+                // The data area starts with one block libisofs keeps (empty files point at it),
+                // then the boot catalog (one block), the boot image, and the files on disk in
+                // layout order (a path given twice is stored once).
+                var offset = (Int64(dataLBA) + 1 + 1 + ISOCopyPlan.blocks(files.bootImageSize)) * ISOCopyPlan.blockSize
+                var extents: [ISOCopyPlan.Extent] = []
+                for name in files.diskOrder {
+                    guard let file = files.onDisk[name], !extents.contains(where: { $0.path == file.path }) else { continue }
+                    extents.append(ISOCopyPlan.Extent(path: file.path, offset: offset, size: file.size))
+                    offset += ISOCopyPlan.blocks(file.size) * ISOCopyPlan.blockSize
+                }
+                return (ISOCopyPlan(dataStart: extents[0].offset, extents: extents, tail: []), imageBytes)
+            }
+        }
+    }
+
+    /// Runs `body` holding ``lock``, libisofs initialized and its message queue drained.
+    private static func locked<T>(_ body: () throws(BootMediumError) -> T) throws(BootMediumError) -> T {
+        let result: Result<T, BootMediumError> = lock.withLock { initialized in
             if !initialized {
                 guard iso_init() >= 0 else {
                     return .failure(BootMediumError(.imageBuildFailed, "libisofs failed to initialize"))
@@ -90,7 +133,7 @@ enum Isofs {
             }
             _ = drainMessages()  // whatever an earlier build left
             do throws(BootMediumError) {
-                return .success(try writeLocked(layout, to: sink, cancellation: cancellation))
+                return .success(try body())
             } catch {
                 return .failure(error)
             }
@@ -137,9 +180,32 @@ enum Isofs {
         iso_node_set_permissions(node, mode)
     }
 
-    private static func writeLocked(
-        _ layout: ISOLayout, to sink: any ImageSink, cancellation: CancellationFlag
-    ) throws(BootMediumError) -> ISOWriteReport {
+    /// What ``withImage(_:decision:willCancel:_:)`` put in the tree.
+    private struct TreeFiles {
+        /// Files on disk whose data may be copied, by name (empty ones left out).
+        var onDisk: [String: ISOCopyPlan.File] = [:]
+        /// Their names in layout order.
+        var diskOrder: [String] = []
+        /// Files in memory, by name.
+        var memory: [String: [UInt8]] = [:]
+        /// The El Torito boot image's size.
+        var bootImageSize: Int64 = 0
+    }
+
+    /// The sort weights of the data area, highest first: the boot catalog, the boot image, the
+    /// files on disk in layout order, then the files in memory (weight 0). Files on disk thus
+    /// lie where the sizes of the files in memory cannot move them, back to back; the files in
+    /// memory end the image.
+    private static func sortWeights(diskFiles: Int) -> (catalog: Int32, bootImage: Int32, disk: (Int) -> Int32) {
+        (Int32(diskFiles + 2), Int32(diskFiles + 1), { index in Int32(diskFiles - index) })
+    }
+
+    /// Builds libisofs's tree and options for `layout`, starts its burn source (no writer thread
+    /// when `willCancel`) and runs `body`; everything is freed afterwards.
+    private static func withImage<T>(
+        _ layout: ISOLayout, decision: IsofsDataDecision?, willCancel: Bool,
+        _ body: (OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<burn_source>, TreeFiles) throws(BootMediumError) -> T
+    ) throws(BootMediumError) -> T {
         let time = time_t(layout.timestamp)
         var image: OpaquePointer?
         try check(iso_image_new(layout.volumeID, &image), "create image")
@@ -150,13 +216,13 @@ enum Isofs {
         let root = iso_image_get_root(image)
         stamp(root, time, mode: 0o555)
 
-        let decision: IsofsDataDecision? = layout.streamFileData ? nil : IsofsDataDecision()
-        // From here on, streams waiting for the decision must never block libisofs's writer
-        // thread, which cancelling and freeing the burn source join.
-        defer { decision?.decide(.abandon) }
-        var onDisk: [String: ISOCopyPlan.File] = [:]
+        var files = TreeFiles()
+        let copiedCount = layout.files.filter { if case .path = $0.source { $0.name != layout.bootImage } else { false } }.count
+        let weights = sortWeights(diskFiles: copiedCount)
+        var diskIndex = 0
         for file in layout.files {
             let stream: UnsafeMutablePointer<IsoStream>?
+            let weight: Int32
             switch file.source {
             case .path(let path):
                 // libisofs reads the El Torito boot image while laying out (to patch it): that
@@ -164,7 +230,17 @@ enum Isofs {
                 let copied = file.name != layout.bootImage
                 let made = try IsofsFileStream.make(path: path, decision: copied ? decision : nil)
                 stream = made.stream
-                if copied && made.size > 0 { onDisk[file.name] = ISOCopyPlan.File(path: path, size: made.size) }
+                if copied {
+                    weight = weights.disk(diskIndex)
+                    diskIndex += 1
+                    if made.size > 0 {
+                        files.onDisk[file.name] = ISOCopyPlan.File(path: path, size: made.size)
+                        files.diskOrder.append(file.name)
+                    }
+                } else {
+                    weight = weights.bootImage
+                    files.bootImageSize = made.size
+                }
             case .bytes(let bytes):
                 // libisofs owns (and frees) the buffer of a memory stream.
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
@@ -176,6 +252,13 @@ enum Isofs {
                     throw failure("add \(file.name)", code)
                 }
                 stream = memory
+                if file.name == layout.bootImage {
+                    weight = weights.bootImage
+                    files.bootImageSize = Int64(bytes.count)
+                } else {
+                    weight = 0
+                    files.memory[file.name] = bytes
+                }
             }
             var node: OpaquePointer?
             let added = iso_tree_add_new_file(root, file.name, stream, &node)
@@ -184,10 +267,7 @@ enum Isofs {
                 throw failure("add \(file.name)", added)
             }
             stamp(node, time, mode: 0o444)
-            if case .path = file.source, file.name != layout.bootImage {
-                // Files on disk after those in memory: their data end the image (ISOCopyPlan).
-                iso_node_set_sort_weight(node, -1)
-            }
+            iso_node_set_sort_weight(node, weight)
         }
 
         var boot: OpaquePointer?
@@ -200,6 +280,7 @@ enum Isofs {
         try check(
             el_torito_set_isolinux_options(boot, layout.isohybridMBR == nil ? 1 : 3, 0),
             "isolinux options")
+        try check(iso_image_set_boot_catalog_weight(image, weights.catalog), "boot catalog weight")
         var bootNode: OpaquePointer?
         var catalogNode: OpaquePointer?
         if iso_image_get_boot_image(image, &boot, &bootNode, &catalogNode) >= 0 {
@@ -223,6 +304,7 @@ enum Isofs {
         _ = iso_write_opts_set_dir_rec_mtime(opts, 7)
         _ = iso_write_opts_set_sort_files(opts, 1)
         _ = iso_write_opts_set_fifo_size(opts, 2048)  // 4 MiB between libisofs's writer and us
+        if willCancel { _ = iso_write_opts_set_will_cancel(opts, 1) }
         var uuid = Array(Self.volumeTimeString(layout.timestamp).utf8CString)
         _ = iso_write_opts_set_pvd_times(opts, time, time, 0, time, &uuid)
         if let mbr = layout.isohybridMBR {
@@ -235,7 +317,7 @@ enum Isofs {
             try check(iso_write_opts_set_system_area(opts, &area, 2, 0), "isohybrid MBR")
         }
 
-        beforeWriteHook?(layout)
+        beforeWriteHook?(layout)  // also before a prediction: early copies produce bytes then
 
         var source: UnsafeMutablePointer<burn_source>?
         try check(iso_image_create_burn_source(image, opts, &source), "start writing")
@@ -244,6 +326,28 @@ enum Isofs {
             source.pointee.free_data?(source)
             free(source)
         }
+        return try body(image, opts, source, files)
+    }
+
+    private static func writeLocked(
+        _ layout: ISOLayout, to sink: any ImageSink, early: EarlyFileCopy?, cancellation: CancellationFlag
+    ) throws(BootMediumError) -> ISOWriteReport {
+        let decision: IsofsDataDecision? = layout.streamFileData ? nil : IsofsDataDecision()
+        // From here on, streams waiting for the decision must never block libisofs's writer
+        // thread, which cancelling and freeing the burn source join.
+        defer { decision?.decide(.abandon) }
+        return try withImage(layout, decision: decision, willCancel: false) {
+            (_, opts, source, files) throws(BootMediumError) -> ISOWriteReport in
+            try produce(source, opts: opts, files: files, decision: decision, to: sink, early: early, cancellation: cancellation)
+        }
+    }
+
+    /// Reads the image out of libisofs's burn source into `sink`; see the type's notes.
+    private static func produce(
+        _ source: UnsafeMutablePointer<burn_source>, opts: OpaquePointer?, files: TreeFiles,
+        decision: IsofsDataDecision?, to sink: any ImageSink, early: EarlyFileCopy?, cancellation: CancellationFlag
+    ) throws(BootMediumError) -> ISOWriteReport {
+        let onDisk = files.onDisk
         let imageBytes = Int64(source.pointee.get_size?(source) ?? 0)
         let chunk = 512 * 2048
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
@@ -266,6 +370,15 @@ enum Isofs {
             try FileCopy.appendZeros(count, to: sink, zeros: UnsafeRawBufferPointer(buffer))
             written += count
         }
+        func send(_ bytes: [UInt8]) throws(BootMediumError) {
+            var index = 0
+            while index < bytes.count {  // through `buffer`: `withUnsafeBytes` drops typed errors
+                let n = min(chunk, bytes.count - index)
+                bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + index, byteCount: n) }
+                try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                index += n
+            }
+        }
 
         do throws(BootMediumError) {
             try sink.reserve(imageBytes)
@@ -276,7 +389,7 @@ enum Isofs {
                 var dataLBA: UInt32 = 0
                 let known = iso_write_opts_get_data_start(opts, &dataLBA, 0) >= 0
                 let plan = onDisk.isEmpty || !known ? nil : try ISOCopyPlan.make(
-                    files: onDisk, imageBytes: imageBytes, fileDataStart: Int64(dataLBA) * 2048
+                    files: onDisk, memory: files.memory, imageBytes: imageBytes, fileDataStart: Int64(dataLBA) * 2048
                 ) { (length: Int) throws(BootMediumError) -> [UInt8]? in
                     while head.count < length && !ended {
                         try cancellation.check()
@@ -291,13 +404,7 @@ enum Isofs {
                 }
                 if ended { throw writeFailure() }
                 let mode = decision.decide(plan == nil ? .stream : .copy)
-                var headIndex = 0
-                while headIndex < head.count {  // through `buffer`: `withUnsafeBytes` drops typed errors
-                    let n = min(chunk, head.count - headIndex)
-                    head.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + headIndex, byteCount: n) }
-                    try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    headIndex += n
-                }
+                try send(head)
                 if let plan, mode == .copy {
                     // libisofs's bytes up to the first copied file's data.
                     while written < plan.dataStart {
@@ -307,7 +414,7 @@ enum Isofs {
                         try send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                     }
                     // Whatever went wrong up to here fails the build; past here libisofs only
-                    // writes the zeros of the files copied below.
+                    // writes what is copied or written below.
                     let messages = drainMessages()
                     if !messages.isEmpty {
                         throw BootMediumError(.imageBuildFailed, "libisofs reported: " + messages.joined(separator: "; "))
@@ -317,6 +424,33 @@ enum Isofs {
                     defer {
                         stop.wait()
                         _ = drainMessages()  // its note about being cancelled
+                    }
+                    if let early, let file = sink as? any RandomAccessSink, early.plan.extents == plan.extents {
+                        // Already being copied into place: the files in memory go after them.
+                        try early.finish()
+                        report.copiedBytes = plan.extents.reduce(0) { $0 + $1.size }
+                        report.copiedEarly = true
+                        for tail in plan.tail {
+                            try file.write(tail.bytes, at: tail.offset)
+                        }
+                        try file.setLength(imageBytes)  // the padding after the last file: zeros
+                        try cancellation.check()
+                        return report
+                    }
+                    if let early {
+                        // Predicted elsewhere: stop it; everything below is written in order over
+                        // whatever it wrote, and the file is cut to the image's size. A file that
+                        // changed size since the prediction fails the build (the manifest was
+                        // made from the earlier facts).
+                        try early.stop()
+                        report.predictionMissed = true
+                        for extent in plan.extents {
+                            if let predicted = early.plan.extents.first(where: { $0.path == extent.path }), predicted.size != extent.size {
+                                throw BootMediumError(
+                                    .imageBuildFailed, "\(extent.path) changed size while the image was built",
+                                    context: ["path": extent.path, "expected": String(predicted.size), "actual": String(extent.size)])
+                            }
+                        }
                     }
                     for extent in plan.extents {
                         guard written == extent.offset else {
@@ -329,10 +463,18 @@ enum Isofs {
                         report.copiedBytes += extent.size
                         try sendZeros(ISOCopyPlan.blocks(extent.size) * 2048 - extent.size)
                     }
+                    for tail in plan.tail {
+                        guard written <= tail.offset else {
+                            throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data out of place")
+                        }
+                        try sendZeros(tail.offset - written)
+                        try send(tail.bytes)
+                    }
                     guard written <= imageBytes else {
                         throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data past the image's end")
                     }
                     try sendZeros(imageBytes - written)  // libisofs's tail padding
+                    if early != nil, let file = sink as? any RandomAccessSink { try file.setLength(imageBytes) }
                     try cancellation.check()
                     return report
                 }
@@ -340,6 +482,7 @@ enum Isofs {
             // libisofs streams every byte. Large reads: its ring buffer wakes the reader once per
             // read, not per block. Reads are exact (the ring reports a partial last read as its
             // end), then one more must find the end.
+            try early?.stop()
             while written < imageBytes {
                 try cancellation.check()
                 // Let libisofs's writer fill its ring buffer before taking from it: a reader that
@@ -358,6 +501,7 @@ enum Isofs {
             if try take(1) {
                 throw BootMediumError(.imageBuildFailed, "libisofs wrote more than the image size it computed")
             }
+            if early != nil, let file = sink as? any RandomAccessSink { try file.setLength(imageBytes) }
         } catch {
             decision?.decide(.abandon)
             _ = source.pointee.cancel?(source)
@@ -412,12 +556,12 @@ enum Isofs {
 /// ECMA-119 volume descriptors and root directory, with Rock Ridge names (``Isofs``).
 ///
 /// A plan exists only when every such file is in the root directory with its full size and their
-/// data are the last data of the image, back to back from `dataStart`, each padded to a whole
-/// block: every other extent (directories, path tables, boot catalog, files in memory) ends
-/// before `dataStart`, and the volume is `imageBytes` long. What follows the last file up to
-/// `imageBytes` is libisofs's zero padding (no checksums, GPT or appended partitions are
-/// requested).
-struct ISOCopyPlan: Equatable {
+/// data are back to back from `dataStart`, each padded to a whole block; every other extent
+/// (directories, path tables, boot catalog, boot image) ends before `dataStart`, except files in
+/// memory, which may follow the files on disk (the ``tail``, whose bytes are known); and the
+/// volume is `imageBytes` long. Everything else up to `imageBytes` is libisofs's zero padding (no
+/// checksums, GPT or appended partitions are requested).
+struct ISOCopyPlan: Equatable, Sendable {
     /// A file on disk, by root name.
     struct File: Equatable, Sendable {
         let path: String
@@ -425,16 +569,24 @@ struct ISOCopyPlan: Equatable {
     }
 
     /// One file's data in the image.
-    struct Extent: Equatable {
+    struct Extent: Equatable, Sendable {
         let path: String
         let offset: Int64
         let size: Int64
+    }
+
+    /// A file in memory after the files on disk.
+    struct TailFile: Equatable, Sendable {
+        let offset: Int64
+        let bytes: [UInt8]
     }
 
     /// The offset of the first file's data.
     let dataStart: Int64
     /// The files' data in image order (a file given under two names is copied once).
     let extents: [Extent]
+    /// The files in memory after them, in image order.
+    let tail: [TailFile]
 
     static let blockSize: Int64 = 2048
 
@@ -443,9 +595,10 @@ struct ISOCopyPlan: Equatable {
 
     /// Reads the head through `head(length)` (the image's first `length` bytes, nil when it is
     /// shorter), never asking past `fileDataStart` (where libisofs starts writing file data), and
-    /// plans `files`; nil when the image is not laid out as described above.
+    /// plans `files` (on disk) and `memory` (bytes, by name); nil when the image is not laid out
+    /// as described above.
     static func make(
-        files: [String: File], imageBytes: Int64, fileDataStart: Int64,
+        files: [String: File], memory: [String: [UInt8]] = [:], imageBytes: Int64, fileDataStart: Int64,
         head: (Int) throws(BootMediumError) -> [UInt8]?
     ) throws(BootMediumError) -> ISOCopyPlan? {
         let block = Int(blockSize)
@@ -511,7 +664,7 @@ struct ISOCopyPlan: Equatable {
             guard let name = rockRidgeName(record, systemUseStart: 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)) else {
                 return nil
             }
-            if files[name] != nil {
+            if files[name] != nil || memory[name] != nil {
                 guard found[name] == nil else { return nil }
                 found[name] = extent
             } else {
@@ -536,11 +689,26 @@ struct ISOCopyPlan: Equatable {
         }
         guard let first = unique.first, let last = unique.last else { return nil }
         let dataStart = first.offset
+        let dataEnd = last.offset + blocks(last.size) * blockSize
+        // Files in memory: before the files on disk (libisofs writes them), or after (the tail).
+        var tail: [TailFile] = []
+        for (name, bytes) in memory {
+            guard let extent = found[name], extent.size == Int64(bytes.count) else { return nil }
+            if extent.size == 0 || extent.offset + extent.size <= dataStart { continue }
+            guard extent.offset >= dataEnd else { return nil }
+            tail.append(TailFile(offset: extent.offset, bytes: bytes))
+        }
+        tail.sort { $0.offset < $1.offset }
+        var tailEnd = dataEnd
+        for file in tail {
+            guard file.offset >= tailEnd else { return nil }
+            tailEnd = file.offset + blocks(Int64(file.bytes.count)) * blockSize
+        }
         guard dataStart >= fileDataStart, metadataEnd <= dataStart,
             others.allSatisfy({ $0.size == 0 || $0.offset + $0.size <= dataStart }),
-            last.offset + blocks(last.size) * blockSize <= imageBytes
+            tailEnd <= imageBytes
         else { return nil }
-        return ISOCopyPlan(dataStart: dataStart, extents: unique)
+        return ISOCopyPlan(dataStart: dataStart, extents: unique, tail: tail)
     }
 
     /// The Rock Ridge name (NM entries) in a directory record's system use area; nil when there

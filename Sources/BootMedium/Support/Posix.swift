@@ -86,6 +86,38 @@ enum Posix {
         throw .io("write", path: path, errno: code)
     }
 
+    /// Copies up to `count` bytes of `source` from `offset` to `destination` at `at`, inside the
+    /// kernel (`copy_file_range(2)` with both offsets given: neither file position moves).
+    /// Returns the bytes copied (0: `source` ends at `offset`), or nil when the kernel cannot
+    /// copy between these descriptors (the caller reads and writes); other failures are `io`
+    /// errors on `path`.
+    static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, at: Int64, count: Int, path: String)
+        throws(BootMediumError) -> Int?
+    {
+        precondition(offset >= 0 && at >= 0 && count > 0)
+        guard let call = copyFileRangeCall else { return nil }
+        var sourceOffset = offset
+        var destinationOffset = at
+        let n = retrying { call(source, &sourceOffset, destination, &destinationOffset, count, 0) }
+        if n >= 0 { return n }
+        let code = errno
+        if cannotCopy(code) { return nil }
+        throw .io("write", path: path, errno: code)
+    }
+
+    /// Writes every byte of `buffer` to `fd` at `offset` (`pwrite`), looping over short writes.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64, path: String)
+        throws(BootMediumError)
+    {
+        var done = 0
+        while done < buffer.count {
+            let n = retrying { pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            if n < 0 { throw .io("write", path: path, errno: errno) }
+            if n == 0 { throw .io("write", path: path, errno: EIO) }
+            done += n
+        }
+    }
+
     private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
     private static let syncFileRangeCall: SyncFileRange? = {
         guard let symbol = dlsym(nil, "sync_file_range") else { return nil }
