@@ -58,15 +58,19 @@ struct ISOWriteReport: Sendable, Equatable {
 /// severity MISHAP or worse make the build fail (and libisofs aborts at MISHAP), so a source
 /// file that vanishes or changes size while being read is an error, never zeros in the image.
 ///
-/// **File data.** libisofs lays the image out and writes everything but the data of files on
-/// disk: their streams wait (``IsofsDataDecision``) while the reader takes the head of the image
-/// (system area, volume descriptors, root directory, which libisofs writes before any file
-/// data) and finds where those files' data lie (``ISOCopyPlan``). When they are the last data of
-/// the image, back to back, as libisofs places them, the reader takes libisofs's bytes up to the
-/// first of them, stops libisofs, and appends the files itself with ``FileCopy``
-/// (`copy_file_range`, no pass through libisofs's ring buffer), then the zero padding up to the
-/// size libisofs computed. The bytes are those libisofs would have written (a test compares).
-/// When the layout is not that, the streams read their files and libisofs writes every byte.
+/// **File data.** The data area is sorted boot catalog, boot image, files on disk, files in
+/// memory (``sortWeights``). libisofs lays the image out and writes its head: the streams of the
+/// files on disk wait (``IsofsDataDecision``) while the reader takes the head (system area,
+/// volume descriptors, root directory, which libisofs writes before any file data) and finds
+/// where every file's data lie (``ISOCopyPlan``). When the files on disk are back to back, with
+/// only files in memory after them, the reader takes libisofs's bytes up to the first of them
+/// (boot catalog and patched boot image included), stops libisofs, and adds the files itself
+/// with ``FileCopy`` (`copy_file_range`, no pass through libisofs's ring buffer), the files in
+/// memory from their bytes, and the zero padding up to the size libisofs computed. Into a file
+/// the files on disk may already be in place: an ``EarlyFileCopy`` started from
+/// ``predictCopyPlan(_:)`` before the contents existed. The bytes are those libisofs would have
+/// written (tests compare). When the layout is not that, the streams read their files and
+/// libisofs writes every byte.
 enum Isofs {
     private static let lock = Mutex<Bool>(false)
 
