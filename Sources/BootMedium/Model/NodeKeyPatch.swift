@@ -172,28 +172,14 @@ struct JSONSyntaxScanner {
     private mutating func object(
         depth: Int, member: (String, inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) -> Void
     ) throws(NodeKeyPatch.SyntaxError) {
-        guard depth <= NodeKeyPatch.maximumDepth else { throw fail("nested too deeply") }
-        try expect(UInt8(ascii: "{"))
-        skipSpace()
-        if peek() == UInt8(ascii: "}") {
-            at += 1
-            return
-        }
-        while true {
-            skipSpace()
-            guard peek() == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            let name = try string(decoding: true)
-            skipSpace()
-            try expect(UInt8(ascii: ":"))
-            skipSpace()
-            try member(name, &self)
-            skipSpace()
-            if peek() == UInt8(ascii: ",") {
-                at += 1
-                continue
-            }
-            try expect(UInt8(ascii: "}"))
-            return
+        try items(depth: depth, open: UInt8(ascii: "{"), close: UInt8(ascii: "}")) {
+            (scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
+            guard scanner.peek() == UInt8(ascii: "\"") else { throw scanner.fail("expected a member name") }
+            let name = try scanner.string(decoding: true)
+            scanner.skipSpace()
+            try scanner.expect(UInt8(ascii: ":"))
+            scanner.skipSpace()
+            try member(name, &scanner)
         }
     }
 
@@ -202,22 +188,29 @@ struct JSONSyntaxScanner {
     private mutating func array(
         depth: Int, element: (inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) -> Void
     ) throws(NodeKeyPatch.SyntaxError) {
+        try items(depth: depth, open: UInt8(ascii: "["), close: UInt8(ascii: "]"), item: element)
+    }
+
+    /// `open`, then `item`s separated by commas (none at all allowed), then `close`.
+    private mutating func items(
+        depth: Int, open: UInt8, close: UInt8, item: (inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) -> Void
+    ) throws(NodeKeyPatch.SyntaxError) {
         guard depth <= NodeKeyPatch.maximumDepth else { throw fail("nested too deeply") }
-        try expect(UInt8(ascii: "["))
+        try expect(open)
         skipSpace()
-        if peek() == UInt8(ascii: "]") {
+        if peek() == close {
             at += 1
             return
         }
         while true {
             skipSpace()
-            try element(&self)
+            try item(&self)
             skipSpace()
             if peek() == UInt8(ascii: ",") {
                 at += 1
                 continue
             }
-            try expect(UInt8(ascii: "]"))
+            try expect(close)
             return
         }
     }
