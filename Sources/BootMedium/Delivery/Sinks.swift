@@ -166,11 +166,14 @@ enum FileCopy {
     private static func checkSize(_ fd: Int32, path: String, size: Int64) throws(BootMediumError) {
         var info = stat()
         if fstat(fd, &info) != 0 { throw .io("stat", path: path, errno: errno) }
-        guard Int64(info.st_size) == size else {
-            throw BootMediumError(
-                .imageBuildFailed, "\(path) changed size while the image was built",
-                context: ["path": path, "expected": String(size), "actual": String(info.st_size)])
-        }
+        guard Int64(info.st_size) == size else { throw changedSize(path, expected: size, actual: Int64(info.st_size)) }
+    }
+
+    /// A source file found at another size than the image was laid out for.
+    static func changedSize(_ path: String, expected: Int64, actual: Int64) -> BootMediumError {
+        BootMediumError(
+            .imageBuildFailed, "\(path) changed size while the image was built",
+            context: ["path": path, "expected": String(expected), "actual": String(actual)])
     }
 
     /// Appends `count` zero bytes to `sink`, at most `zeros.count` per `write`. `zeros` must hold

@@ -17,12 +17,12 @@ struct ISOImageWriter: ImageWriter {
             MediumFile(name: "isolinux.bin", source: .bytes(try MediumContents.read(tree.isolinuxBinPath)), zeroed: Self.bootInfoTable),
             MediumFile(name: "ldlinux.c32", source: .path(tree.isolinuxLdlinuxC32Path)),
         ]
-        func layout(_ files: [MediumFile]) throws(BootMediumError) -> ISOLayout {
+        let isohybridMBR = try MediumContents.read(tree.isohybridMBRPath)
+        func layout(_ files: [MediumFile]) -> ISOLayout {
             ISOLayout(
                 volumeID: MediumContents.label(plan, length: 32),
                 files: files.map { ISOFile(name: $0.name, source: $0.source) },
-                bootImage: "isolinux.bin",
-                isohybridMBR: try MediumContents.read(tree.isohybridMBRPath), timestamp: plan.clock.now)
+                bootImage: "isolinux.bin", isohybridMBR: isohybridMBR, timestamp: plan.clock.now)
         }
         // Into a file, the files on disk (bootcd.img above all) start copying now, to where the
         // layout will put them, while the generated files are made (EarlyFileCopy).
@@ -44,7 +44,7 @@ struct ISOImageWriter: ImageWriter {
         }
         let contents = try MediumContents.prepare(
             inputs, configName: "isolinux.cfg", extra: loader, snapshot: snapshot, cancellation: cancellation)
-        let final = try layout(contents.files)
+        let final = layout(contents.files)
         // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
         try withExtendedLifetime(contents) { () throws(BootMediumError) in
             _ = try Isofs.write(final, to: sink, early: early, cancellation: cancellation)

@@ -30,12 +30,9 @@ struct TreeSnapshot: Sendable {
         var snapshot = TreeSnapshot()
         for file in files {
             guard case .path(let path) = file.source, file.sha256 == nil, snapshot.files[path] == nil else { continue }
-            var info = stat()
-            guard stat(path, &info) == 0 else {
-                throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
-            }
+            let size = try MediumContents.size(of: path)
             let digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
-            snapshot.files[path] = (Int64(info.st_size), digest)
+            snapshot.files[path] = (size, digest)
         }
         if plain, let tree = plan.tree {
             snapshot.bootcdUncompressedSize = try TreeFileFacts.uncompressedSize(
@@ -111,11 +108,7 @@ struct MediumContents {
                         sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed))
             case .path(let path):
                 if let known = file.sha256 {
-                    var info = stat()
-                    guard stat(path, &info) == 0 else {
-                        throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
-                    }
-                    entries.append(Manifest.File(path: file.name, size: Int64(info.st_size), sha256: known, zeroed: nil))
+                    entries.append(Manifest.File(path: file.name, size: try size(of: path), sha256: known, zeroed: nil))
                 } else {
                     guard let facts = snapshot.files[path] else {
                         throw BootMediumError(.imageBuildFailed, "Internal error: no facts for \(path)")
@@ -149,11 +142,20 @@ struct MediumContents {
             + [MediumFile(name: configName, source: placeholder), MediumFile(name: Manifest.path, source: placeholder)]
     }
 
+    /// The size of the tree file at `path`.
+    static func size(of path: String) throws(BootMediumError) -> Int64 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw lacks(path) }
+        return Int64(info.st_size)
+    }
+
+    private static func lacks(_ path: String) -> BootMediumError {
+        BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+    }
+
     /// Reads a tree file whole (small boot loader files).
     static func read(_ path: String) throws(BootMediumError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
-        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw lacks(path) }
         return Array(data)
     }
 

@@ -87,9 +87,15 @@ enum Isofs {
         _ layout: ISOLayout, to sink: any ImageSink, early: EarlyFileCopy? = nil, cancellation: CancellationFlag
     ) throws(BootMediumError) -> ISOWriteReport {
         defer { early?.abandon() }  // joined whatever happens: it writes into `sink`
-        return try locked { () throws(BootMediumError) in
+        let report = try locked { () throws(BootMediumError) in
             try writeLocked(layout, to: sink, early: early, cancellation: cancellation)
         }
+        if early != nil, let file = sink as? any RandomAccessSink {
+            // Zeros up to the image's end after the last file written at its place; nothing of
+            // an abandoned early copy past it.
+            try file.setLength(report.imageBytes)
+        }
+        return report
     }
 
     /// Where the files on disk of `layout` will lie, from libisofs's layout of the same tree
@@ -100,7 +106,7 @@ enum Isofs {
     static func predictCopyPlan(_ layout: ISOLayout) throws(BootMediumError) -> (plan: ISOCopyPlan, imageBytes: Int64)? {
         try locked { () throws(BootMediumError) in
             try withImage(layout, decision: nil, willCancel: true) {
-                (_, opts, source, files) throws(BootMediumError) -> (plan: ISOCopyPlan, imageBytes: Int64)? in
+                (opts, source, files) throws(BootMediumError) -> (plan: ISOCopyPlan, imageBytes: Int64)? in
                 let imageBytes = Int64(source.pointee.get_size?(source) ?? 0)
                 var dataLBA: UInt32 = 0
                 guard !files.onDisk.isEmpty, iso_write_opts_get_data_start(opts, &dataLBA, 0) >= 0 else { return nil }
@@ -205,10 +211,11 @@ enum Isofs {
     }
 
     /// Builds libisofs's tree and options for `layout`, starts its burn source (no writer thread
-    /// when `willCancel`) and runs `body`; everything is freed afterwards.
+    /// when `willCancel`) and runs `body` with the options, the source and what the tree holds;
+    /// everything is freed afterwards.
     private static func withImage<T>(
         _ layout: ISOLayout, decision: IsofsDataDecision?, willCancel: Bool,
-        _ body: (OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<burn_source>, TreeFiles) throws(BootMediumError) -> T
+        _ body: (OpaquePointer?, UnsafeMutablePointer<burn_source>, TreeFiles) throws(BootMediumError) -> T
     ) throws(BootMediumError) -> T {
         let time = time_t(layout.timestamp)
         var image: OpaquePointer?
@@ -330,7 +337,7 @@ enum Isofs {
             source.pointee.free_data?(source)
             free(source)
         }
-        return try body(image, opts, source, files)
+        return try body(opts, source, files)
     }
 
     private static func writeLocked(
@@ -341,7 +348,7 @@ enum Isofs {
         // thread, which cancelling and freeing the burn source join.
         defer { decision?.decide(.abandon) }
         return try withImage(layout, decision: decision, willCancel: false) {
-            (_, opts, source, files) throws(BootMediumError) -> ISOWriteReport in
+            (opts, source, files) throws(BootMediumError) -> ISOWriteReport in
             try produce(source, opts: opts, files: files, decision: decision, to: sink, early: early, cancellation: cancellation)
         }
     }
@@ -351,7 +358,6 @@ enum Isofs {
         _ source: UnsafeMutablePointer<burn_source>, opts: OpaquePointer?, files: TreeFiles,
         decision: IsofsDataDecision?, to sink: any ImageSink, early: EarlyFileCopy?, cancellation: CancellationFlag
     ) throws(BootMediumError) -> ISOWriteReport {
-        let onDisk = files.onDisk
         let imageBytes = Int64(source.pointee.get_size?(source) ?? 0)
         let chunk = 512 * 2048
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
@@ -392,8 +398,8 @@ enum Isofs {
                 var ended = false
                 var dataLBA: UInt32 = 0
                 let known = iso_write_opts_get_data_start(opts, &dataLBA, 0) >= 0
-                let plan = onDisk.isEmpty || !known ? nil : try ISOCopyPlan.make(
-                    files: onDisk, memory: files.memory, imageBytes: imageBytes, fileDataStart: Int64(dataLBA) * 2048
+                let plan = files.onDisk.isEmpty || !known ? nil : try ISOCopyPlan.make(
+                    files: files.onDisk, memory: files.memory, imageBytes: imageBytes, fileDataStart: Int64(dataLBA) * 2048
                 ) { (length: Int) throws(BootMediumError) -> [UInt8]? in
                     while head.count < length && !ended {
                         try cancellation.check()
@@ -437,7 +443,6 @@ enum Isofs {
                         for tail in plan.tail {
                             try file.write(tail.bytes, at: tail.offset)
                         }
-                        try file.setLength(imageBytes)  // the padding after the last file: zeros
                         try cancellation.check()
                         return report
                     }
@@ -450,9 +455,7 @@ enum Isofs {
                         report.predictionMissed = true
                         for extent in plan.extents {
                             if let predicted = early.plan.extents.first(where: { $0.path == extent.path }), predicted.size != extent.size {
-                                throw BootMediumError(
-                                    .imageBuildFailed, "\(extent.path) changed size while the image was built",
-                                    context: ["path": extent.path, "expected": String(predicted.size), "actual": String(extent.size)])
+                                throw FileCopy.changedSize(extent.path, expected: predicted.size, actual: extent.size)
                             }
                         }
                     }
@@ -478,7 +481,6 @@ enum Isofs {
                         throw BootMediumError(.imageBuildFailed, "Internal error: ISO file data past the image's end")
                     }
                     try sendZeros(imageBytes - written)  // libisofs's tail padding
-                    if early != nil, let file = sink as? any RandomAccessSink { try file.setLength(imageBytes) }
                     try cancellation.check()
                     return report
                 }
@@ -505,7 +507,6 @@ enum Isofs {
             if try take(1) {
                 throw BootMediumError(.imageBuildFailed, "libisofs wrote more than the image size it computed")
             }
-            if early != nil, let file = sink as? any RandomAccessSink { try file.setLength(imageBytes) }
         } catch {
             decision?.decide(.abandon)
             _ = source.pointee.cancel?(source)

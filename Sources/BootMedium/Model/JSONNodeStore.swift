@@ -33,16 +33,13 @@ public struct JSONNodeStore: NodeSource {
 
     private func load() throws(BootMediumError) -> Document {
         let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-        guard fd >= 0 else {
-            throw BootMediumError(
-                .invalidNodeStore, "Cannot read the node store \(path)", context: ["path": path])
-        }
+        guard fd >= 0 else { throw cannotRead() }
         defer { close(fd) }
         let identity = try FileIdentity(fd: fd, path: path)
         if let known = Self.parsed.withLock({ $0[path] }), known.identity == identity { return known.document }
+        let data = try contents(fd)
         let document: Document
         do {
-            let data = try FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() ?? Data()
             document = try JSONDecoder().decode(Document.self, from: data)
         } catch {
             throw BootMediumError(
@@ -76,10 +73,7 @@ public struct JSONNodeStore: NodeSource {
     public func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
         let fd = try lockStore()
         defer { close(fd) }  // closing releases the flock
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BootMediumError(
-                .invalidNodeStore, "Cannot read the node store \(path)", context: ["path": path])
-        }
+        let data = try contents(fd)  // the locked file: lockStore checked it is the one at `path`
         let outcome: NodeKeyPatch.Outcome
         do {
             outcome = try NodeKeyPatch.patch([UInt8](data), nodeID: Int64(nodeID), key: key)
@@ -102,6 +96,19 @@ public struct JSONNodeStore: NodeSource {
             if fstat(fd, &info) == 0 { mode = info.st_mode & 0o7777 }
             try Posix.atomicReplace(path, with: Data(bytes), mode: mode)
         }
+    }
+
+    /// The whole store, read through `fd`.
+    private func contents(_ fd: Int32) throws(BootMediumError) -> Data {
+        do {
+            return try FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() ?? Data()
+        } catch {
+            throw cannotRead()
+        }
+    }
+
+    private func cannotRead() -> BootMediumError {
+        BootMediumError(.invalidNodeStore, "Cannot read the node store \(path)", context: ["path": path])
     }
 
     /// Takes an exclusive flock on the store file, retrying if the file was replaced meanwhile.

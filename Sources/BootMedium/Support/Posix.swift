@@ -21,12 +21,26 @@ enum Posix {
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String)
         throws(BootMediumError)
     {
-        var offset = 0
-        while offset < buffer.count {
-            let n = retrying { write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
+        try writeLoop(buffer, path: path) { base, count, _ in write(fd, base, count) }
+    }
+
+    /// Writes every byte of `buffer` to `fd` at `offset` (`pwrite`), looping over short writes.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64, path: String)
+        throws(BootMediumError)
+    {
+        try writeLoop(buffer, path: path) { base, count, done in pwrite(fd, base, count, off_t(offset) + off_t(done)) }
+    }
+
+    /// Calls `call(start, count, done)` until all of `buffer` is written.
+    private static func writeLoop(
+        _ buffer: UnsafeRawBufferPointer, path: String, _ call: (UnsafeRawPointer, Int, Int) -> Int
+    ) throws(BootMediumError) {
+        var done = 0
+        while done < buffer.count {
+            let n = retrying { call(buffer.baseAddress! + done, buffer.count - done, done) }
             if n < 0 { throw .io("write", path: path, errno: errno) }
             if n == 0 { throw .io("write", path: path, errno: EIO) }
-            offset += n
+            done += n
         }
     }
 
@@ -70,13 +84,8 @@ enum Posix {
     static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, count: Int, path: String)
         throws(BootMediumError) -> Int?
     {
-        precondition(offset >= 0 && count > 0)
-        if let call = copyFileRangeCall {
-            var position = offset
-            let n = retrying { call(source, &position, destination, nil, count, 0) }
-            if n >= 0 { return n }
-            let code = errno
-            if !cannotCopy(code) { throw .io("write", path: path, errno: code) }
+        if let n = try copyFileRange(from: source, offset: offset, to: destination, at: nil, count: count, path: path) {
+            return n
         }
         var position = off_t(offset)
         let n = retrying { sendfile(destination, source, &position, min(count, 0x7FFF_F000)) }
@@ -86,36 +95,27 @@ enum Posix {
         throw .io("write", path: path, errno: code)
     }
 
-    /// Copies up to `count` bytes of `source` from `offset` to `destination` at `at`, inside the
-    /// kernel (`copy_file_range(2)` with both offsets given: neither file position moves).
-    /// Returns the bytes copied (0: `source` ends at `offset`), or nil when the kernel cannot
-    /// copy between these descriptors (the caller reads and writes); other failures are `io`
-    /// errors on `path`.
-    static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, at: Int64, count: Int, path: String)
+    /// Copies up to `count` bytes of `source` from `offset` to `destination` at `at` (nil: at its
+    /// file position, which moves), inside the kernel (`copy_file_range(2)`; `source`'s position
+    /// is not used or moved). Returns the bytes copied (0: `source` ends at `offset`), or nil
+    /// when the kernel cannot copy between these descriptors (the caller reads and writes);
+    /// other failures are `io` errors on `path`.
+    static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, at: Int64?, count: Int, path: String)
         throws(BootMediumError) -> Int?
     {
-        precondition(offset >= 0 && at >= 0 && count > 0)
+        precondition(offset >= 0 && (at ?? 0) >= 0 && count > 0)
         guard let call = copyFileRangeCall else { return nil }
         var sourceOffset = offset
-        var destinationOffset = at
-        let n = retrying { call(source, &sourceOffset, destination, &destinationOffset, count, 0) }
+        var destinationOffset = at ?? 0
+        let n = retrying {
+            at == nil
+                ? call(source, &sourceOffset, destination, nil, count, 0)
+                : call(source, &sourceOffset, destination, &destinationOffset, count, 0)
+        }
         if n >= 0 { return n }
         let code = errno
         if cannotCopy(code) { return nil }
         throw .io("write", path: path, errno: code)
-    }
-
-    /// Writes every byte of `buffer` to `fd` at `offset` (`pwrite`), looping over short writes.
-    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64, path: String)
-        throws(BootMediumError)
-    {
-        var done = 0
-        while done < buffer.count {
-            let n = retrying { pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
-            if n < 0 { throw .io("write", path: path, errno: errno) }
-            if n == 0 { throw .io("write", path: path, errno: EIO) }
-            done += n
-        }
     }
 
     private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
