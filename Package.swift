@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(
             name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid",
             providers: [.apt(["libblkid-dev"])]),
+        // Linux calls without a C library wrapper (openat2), as static inline functions.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .systemLibrary(
             name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libxcrypt",
             providers: [.apt(["libcrypt-dev"])]),
@@ -36,7 +38,7 @@ let package = Package(
         .target(
             name: "BootMedium",
             dependencies: [
-                "CIsofs", "CArchive", "CBlkid", "CCrypt", "CCramfs",
+                "CIsofs", "CArchive", "CBlkid", "CCrypt", "CCramfs", "CLinux",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

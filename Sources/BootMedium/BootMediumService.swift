@@ -101,6 +101,9 @@ public struct BootMediumService: Sendable {
             try cancellation.check()
             if let writer {
                 try writer.write(inputs, to: sink, cancellation: cancellation)
+                // What was measured is what was copied: a tree file written to meanwhile (its
+                // size or times changed) fails the build before the medium gets its name.
+                try plan.tree?.checkUnchanged()
             } else {
                 var bytes = Array((configText ?? "").utf8)
                 let result: Result<Void, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in

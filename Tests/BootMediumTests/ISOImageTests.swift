@@ -158,10 +158,10 @@ func sha256(_ path: String) throws -> String {
         // The cache is keyed by identity: a rewritten file is measured again.
         let copy = demo.path + "/other.img"
         try FileManager.default.copyItem(atPath: demo.tree + "/isofs/bootcd.img", toPath: copy)
-        let first = try TreeFileFacts.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
+        let first = try TreeFileFacts.uncompressedSize(of: try InputFile.open(copy, role: .bootcd), cacheDirectory: demo.workDir, cancellation: CancellationFlag())
         let r = try runProcess("/bin/sh", ["-c", "printf 'extra' | gzip -n >> \"$1\"", "sh", copy])
         #expect(r.status == 0)
-        let second = try TreeFileFacts.uncompressedSize(of: copy, cacheDirectory: demo.workDir, cancellation: CancellationFlag())
+        let second = try TreeFileFacts.uncompressedSize(of: try InputFile.open(copy, role: .bootcd), cacheDirectory: demo.workDir, cancellation: CancellationFlag())
         #expect(second == first + 5)
         #expect(Int(first) == (try unzipped(demo.tree + "/isofs/bootcd.img")))
     }
@@ -204,7 +204,7 @@ func sha256(_ path: String) throws -> String {
         try data.write(to: URL(fileURLWithPath: bootcd))
         let target = bootcd
         Isofs.beforeWriteHook = { layout in
-            if layout.files.contains(where: { if case .path(let p) = $0.source { return p == target } else { return false } }) {
+            if layout.files.contains(where: { if case .file(let f) = $0.source { return f.path == target } else { return false } }) {
                 truncate(target, 4096)
             }
         }
@@ -220,7 +220,7 @@ func sha256(_ path: String) throws -> String {
         let entered = DispatchSemaphore(value: 0)
         let proceed = DispatchSemaphore(value: 0)
         Isofs.beforeWriteHook = { layout in
-            if layout.files.contains(where: { if case .path(let p) = $0.source { return p.hasPrefix(marker) } else { return false } }) {
+            if layout.files.contains(where: { if case .file(let f) = $0.source { return f.path.hasPrefix(marker) } else { return false } }) {
                 entered.signal()
                 _ = proceed.wait(timeout: .now() + 30)
             }

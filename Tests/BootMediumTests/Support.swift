@@ -164,3 +164,10 @@ func changeSourceDuringCopy(_ path: String, _ change: String) {
         }
     }
 }
+
+extension ISOFile.Source {
+    /// A file on disk by path, opened as an input (the tests' shorthand for ``file(_:)``).
+    static func path(_ path: String) -> ISOFile.Source {
+        .file(try! InputFile.open(path, role: .bootcd))
+    }
+}

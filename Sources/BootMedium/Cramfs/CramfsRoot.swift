@@ -64,15 +64,16 @@ enum CramfsRoot {
     /// Builds the cramfs root of `plan` with the overlay `overlay`.
     static func build(_ plan: BootPlan, overlay: [CpioEntry], cancellation: CancellationFlag) throws(BootMediumError) -> Image {
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
+        let bootcd = try MediumContents.bootcd(tree)
         let root = try RootTree.merged(
-            bootcd: tree.bootcdImagePath, overlay: overlay, keep: ReadOnlyRoot.editedFiles, cancellation: cancellation)
+            bootcd: bootcd, overlay: overlay, keep: ReadOnlyRoot.editedFiles, cancellation: cancellation)
         let summary = try ReadOnlyRoot.apply(to: root, console: plan.console)
         try cancellation.check()
         // The work dir is part of the PLC root layout; an inline request may come before any
         // output was ever written there.
         try? FileManager.default.createDirectory(atPath: plan.root.workDir, withIntermediateDirectories: true)
         let file = try ScratchFile(directory: plan.root.workDir)
-        let reader = BootcdContents(path: tree.bootcdImagePath, root: root)
+        let reader = BootcdContents(file: bootcd, root: root)
         let result = try Cramfs.write(
             root, volumeName: MediumContents.label(plan, length: 16),
             threads: max(1, ProcessInfo.processInfo.activeProcessorCount), to: file.fd, path: "cramfs.img",
@@ -90,7 +91,8 @@ enum CramfsRoot {
 /// passed on the way to a later one is kept in memory (up to a budget) when it is still
 /// needed, else the archive is read again from the start when its turn comes.
 final class BootcdContents {
-    private let path: String
+    private let file: InputFile
+    private var path: String { file.path }
     private var stream: ArchiveStream?
     /// Entry index -> size, for bootcd entries some file still needs.
     private var needed: [Int: Int64] = [:]
@@ -100,8 +102,8 @@ final class BootcdContents {
     /// How often the archive was opened (1 when the orders agree).
     private(set) var passes = 0
 
-    init(path: String, root: RootTree) {
-        self.path = path
+    init(file: InputFile, root: RootTree) {
+        self.file = file
         try? root.walk { _, node in
             if case .file(let data) = node.kind, case .bootcd(let index) = data.source, data.size > 0 {
                 needed[index] = data.size
@@ -134,7 +136,7 @@ final class BootcdContents {
             return
         }
         if stream == nil || stream!.index > index || (stream!.index == index && stream!.offsetInEntry > offset) {
-            stream = try ArchiveStream(path: path)
+            stream = try ArchiveStream(file: file)
             passes += 1
         }
         let stream = stream!

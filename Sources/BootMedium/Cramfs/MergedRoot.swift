@@ -6,12 +6,13 @@ extension RootTree {
     /// nothing is extracted, no privilege is needed for device nodes.
     /// The contents of the regular files at `keep` (small config files the transform edits, at
     /// most 1 MiB each) are read into memory on the way.
-    static func merged(bootcd path: String, overlay: [CpioEntry], keep: [String], cancellation: CancellationFlag)
+    static func merged(bootcd file: InputFile, overlay: [CpioEntry], keep: [String], cancellation: CancellationFlag)
         throws(BootMediumError) -> RootTree
     {
+        let path = file.path
         let kept = Set(keep.map { Self.components($0) })
         let tree = RootTree()
-        let stream = try ArchiveStream(path: path)
+        let stream = try ArchiveStream(file: file)
         var count = 0
         while let header = try stream.next() {
             count += 1

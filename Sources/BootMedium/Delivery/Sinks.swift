@@ -153,9 +153,10 @@ enum FileCopy {
             let n = Posix.retrying { pread(fd, buffer.baseAddress!, want, off_t(offset)) }
             if n < 0 { throw .io("read", path: path, errno: errno) }
             if n == 0 {
+                let shown = InputFile.shown(path)
                 throw BootMediumError(
-                    .imageBuildFailed, "\(path) ended early while the image was built",
-                    context: ["path": path, "expected": String(size), "read": String(done)])
+                    .imageBuildFailed, "\(shown) ended early while the image was built",
+                    context: ["path": shown, "expected": String(size), "read": String(done)])
             }
             try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), offset)
             done += Int64(n)
@@ -171,7 +172,8 @@ enum FileCopy {
 
     /// A source file found at another size than the image was laid out for.
     static func changedSize(_ path: String, expected: Int64, actual: Int64) -> BootMediumError {
-        BootMediumError(
+        let path = InputFile.shown(path)
+        return BootMediumError(
             .imageBuildFailed, "\(path) changed size while the image was built",
             context: ["path": path, "expected": String(expected), "actual": String(actual)])
     }

@@ -14,10 +14,10 @@ struct ISOImageWriter: ImageWriter {
         let plan = inputs.plan
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
         let loader = [
-            MediumFile(name: "isolinux.bin", source: .bytes(try MediumContents.read(tree.isolinuxBinPath)), zeroed: Self.bootInfoTable),
-            MediumFile(name: "ldlinux.c32", source: .path(tree.isolinuxLdlinuxC32Path)),
+            MediumFile(name: "isolinux.bin", source: .bytes(try MediumContents.read(tree, tree.isolinuxBinPath)), zeroed: Self.bootInfoTable),
+            MediumFile(name: "ldlinux.c32", source: .file(try tree.file(tree.isolinuxLdlinuxC32Path, role: .loader))),
         ]
-        let isohybridMBR = try MediumContents.read(tree.isohybridMBRPath)
+        let isohybridMBR = try MediumContents.read(tree, tree.isohybridMBRPath)
         func layout(_ files: [MediumFile]) -> ISOLayout {
             ISOLayout(
                 volumeID: MediumContents.label(plan, length: 32),
@@ -32,7 +32,7 @@ struct ISOImageWriter: ImageWriter {
         defer { early?.abandon() }
         var snapshot: TreeSnapshot?
         if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true {
-            let skeleton = MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
+            let skeleton = try MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
             let facts = try TreeSnapshot.take(plan, files: skeleton, plain: true, cancellation: cancellation)
             snapshot = facts
             if let predicted = try Isofs.predictCopyPlan(layout(skeleton)),

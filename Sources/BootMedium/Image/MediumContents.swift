@@ -18,7 +18,7 @@ struct MediumFile: Sendable {
 /// so that a file changing while the image is written fails the copy (which checks the sizes)
 /// rather than the manifest.
 struct TreeSnapshot: Sendable {
-    /// Size and SHA-256 (hex) by path.
+    /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (the name image writers copy from).
     var files: [String: (size: Int64, sha256: String)] = [:]
     /// bootcd.img's uncompressed size (plain images only).
     var bootcdUncompressedSize: Int64?
@@ -29,14 +29,14 @@ struct TreeSnapshot: Sendable {
     {
         var snapshot = TreeSnapshot()
         for file in files {
-            guard case .path(let path) = file.source, file.sha256 == nil, snapshot.files[path] == nil else { continue }
-            let size = try MediumContents.size(of: path)
-            let digest = try TreeFileFacts.sha256(of: path, cacheDirectory: plan.root.workDir, cancellation: cancellation)
-            snapshot.files[path] = (size, digest)
+            guard case .file(let input) = file.source, file.sha256 == nil, snapshot.files[input.reopenPath] == nil else { continue }
+            let digest = try TreeFileFacts.sha256(of: input, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+            snapshot.files[input.reopenPath] = (input.size, digest)
         }
         if plain, let tree = plan.tree {
             snapshot.bootcdUncompressedSize = try TreeFileFacts.uncompressedSize(
-                of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                of: try tree.file(tree.bootcdImagePath, role: .bootcd), cacheDirectory: plan.root.workDir,
+                cancellation: cancellation)
         }
         return snapshot
     }
@@ -74,8 +74,8 @@ struct MediumContents {
             cramfs = image
             config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)
             files = [
-                MediumFile(name: "kernel", source: .path(tree.kernelPath)),
-                MediumFile(name: "cramfs.img", source: .path(image.file.path), sha256: image.sha256),
+                MediumFile(name: "kernel", source: .file(try kernel(tree))),
+                MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
                 version,
             ] + extra
         } else {
@@ -85,11 +85,12 @@ struct MediumContents {
                 bootcdSize = known
             } else {
                 bootcdSize = try TreeFileFacts.uncompressedSize(
-                    of: tree.bootcdImagePath, cacheDirectory: plan.root.workDir, cancellation: cancellation)
+                    of: try tree.file(tree.bootcdImagePath, role: .bootcd), cacheDirectory: plan.root.workDir,
+                    cancellation: cancellation)
             }
             config = try BootConfig.render(
                 plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
-            files = Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
+            files = try Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
         }
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
         let snapshot: TreeSnapshot
@@ -106,12 +107,12 @@ struct MediumContents {
                     Manifest.File(
                         path: file.name, size: Int64(bytes.count),
                         sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed))
-            case .path(let path):
+            case .file(let input):
                 if let known = file.sha256 {
-                    entries.append(Manifest.File(path: file.name, size: try size(of: path), sha256: known, zeroed: nil))
+                    entries.append(Manifest.File(path: file.name, size: input.size, sha256: known, zeroed: nil))
                 } else {
-                    guard let facts = snapshot.files[path] else {
-                        throw BootMediumError(.imageBuildFailed, "Internal error: no facts for \(path)")
+                    guard let facts = snapshot.files[input.reopenPath] else {
+                        throw BootMediumError(.imageBuildFailed, "Internal error: no facts for \(input.path)")
                     }
                     entries.append(Manifest.File(path: file.name, size: facts.size, sha256: facts.sha256, zeroed: nil))
                 }
@@ -123,10 +124,12 @@ struct MediumContents {
     }
 
     /// The files of a (non-cramfs) image before its boot config and manifest, in medium order.
-    private static func files(tree: BootcdTree, overlay: [UInt8], version: MediumFile, extra: [MediumFile]) -> [MediumFile] {
+    private static func files(tree: BootcdTree, overlay: [UInt8], version: MediumFile, extra: [MediumFile])
+        throws(BootMediumError) -> [MediumFile]
+    {
         [
-            MediumFile(name: "kernel", source: .path(tree.kernelPath)),
-            MediumFile(name: "bootcd.img", source: .path(tree.bootcdImagePath)),
+            MediumFile(name: "kernel", source: .file(try kernel(tree))),
+            MediumFile(name: "bootcd.img", source: .file(try bootcd(tree))),
             MediumFile(name: "overlay.img", source: .bytes(overlay)),
             version,
         ] + extra
@@ -136,27 +139,35 @@ struct MediumContents {
     /// (non-cramfs) image, each generated one a one-byte placeholder: their names and the files on
     /// disk, known before anything is generated, for predicting where the files on disk go
     /// (``Isofs/predictCopyPlan(_:)``).
-    static func skeleton(_ tree: BootcdTree, configName: String, extra: [MediumFile]) -> [MediumFile] {
+    static func skeleton(_ tree: BootcdTree, configName: String, extra: [MediumFile]) throws(BootMediumError)
+        -> [MediumFile]
+    {
         let placeholder = ISOFile.Source.bytes([0])
-        return files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
+        return try files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
             + [MediumFile(name: configName, source: placeholder), MediumFile(name: Manifest.path, source: placeholder)]
     }
 
-    /// The size of the tree file at `path`.
-    static func size(of path: String) throws(BootMediumError) -> Int64 {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw lacks(path) }
-        return Int64(info.st_size)
+    /// The tree's kernel, which must be an x86 Linux boot image (`HdrS` at 0x202): a 0-byte
+    /// or foreign file would give a medium that cannot boot, so it is refused here.
+    static func kernel(_ tree: BootcdTree) throws(BootMediumError) -> InputFile {
+        let file = try tree.file(tree.kernelPath, role: .kernel)
+        guard try file.bytes(at: 0x202, count: 4) == Array("HdrS".utf8) else {
+            throw BootMediumError(
+                .missingBootcd,
+                "\(file.path) is not a Linux kernel image (no boot protocol header \"HdrS\" at 0x202; \(file.size) bytes)",
+                context: ["path": file.path])
+        }
+        return file
     }
 
-    private static func lacks(_ path: String) -> BootMediumError {
-        BootMediumError(.missingBootcd, "The bootcd tree lacks \(path)", context: ["path": path])
+    /// The tree's bootcd.img.
+    static func bootcd(_ tree: BootcdTree) throws(BootMediumError) -> InputFile {
+        try tree.file(tree.bootcdImagePath, role: .bootcd)
     }
 
-    /// Reads a tree file whole (small boot loader files).
-    static func read(_ path: String) throws(BootMediumError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw lacks(path) }
-        return Array(data)
+    /// Reads the tree's (small) boot loader file at `path` whole.
+    static func read(_ tree: BootcdTree, _ path: String) throws(BootMediumError) -> [UInt8] {
+        try tree.file(path, role: .loader).readAll()
     }
 
     /// A 32-bit identity (volume serial, disk signature) for `purpose`: derived from the plan's

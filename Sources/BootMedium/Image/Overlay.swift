@@ -93,18 +93,7 @@ struct Overlay {
     /// A file named by a `plc_config` key (a server-absolute path, resolved under the root).
     static func readServerFile(_ plan: BootPlan, key: String) throws(BootMediumError) -> [UInt8] {
         let serverPath = try plan.configuration.required(key)
-        let path = plan.root.resolve(serverPath)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BootMediumError(
-                .invalidConfiguration, "Cannot read \(key) file \(path)",
-                context: ["key": key, "path": path])
-        }
-        guard data.count <= 1 << 20 else {
-            throw BootMediumError(
-                .invalidConfiguration, "\(key) file \(path) is larger than 1 MiB",
-                context: ["key": key, "path": path])
-        }
-        return Array(data)
+        return try plan.root.open(plan.root.resolve(serverPath), role: .serverFile(key)).readAll()
     }
 
     /// `etc/issue` from `templates/etc-issue.mustache`.
@@ -130,7 +119,10 @@ struct Overlay {
     static func passwd(_ plan: BootPlan, tree: BootcdTree, versionString: String)
         throws(BootMediumError) -> [UInt8]
     {
-        guard let data = FileManager.default.contents(atPath: tree.passwdPath) else {
+        let data: [UInt8]
+        do {
+            data = try tree.file(tree.passwdPath, role: .treeText).readAll()
+        } catch where error.code == .missingBootcd {
             throw BootMediumError(
                 .missingBootcd, "The bootcd tree has no passwd: \(tree.passwdPath)",
                 context: ["path": tree.passwdPath])

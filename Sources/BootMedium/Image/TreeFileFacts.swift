@@ -12,46 +12,107 @@ import Synchronization
 /// any rewrite of the file changes it. Facts live in memory for the process and in
 /// `<work dir>/.tree-facts.json` (replaced atomically) across processes; a missing or
 /// unreadable cache file only costs one more computation.
+///
+/// A fact read from the cache file is used only with a valid MAC (HMAC-SHA256 over its key and
+/// value, keyed by `<work dir>/.tree-facts.key`, 32 random bytes, mode 0600, made once): an
+/// edited, truncated or copied entry (a wrong size would become a wrong `ramdisk_size`, a
+/// wrong digest a medium whose manifest contradicts it) fails the check and is computed anew.
 enum TreeFileFacts {
     private struct Memory {
         var facts: [String: String] = [:]
         /// Cache directories whose file has been merged into `facts` (read once per process).
         var loadedDirectories: Set<String> = []
+        /// MAC keys by cache directory.
+        var keys: [String: [UInt8]] = [:]
     }
     private static let memory = Mutex(Memory())
     static let cacheName = ".tree-facts.json"
+    static let keyName = ".tree-facts.key"
 
-    /// The facts in `cacheDirectory`'s cache file (empty when missing or unreadable).
+    /// The entries of `cacheDirectory`'s cache file as stored (`value mac`; empty when missing,
+    /// unreadable or not a regular file within 1 MiB).
     private static func onDisk(_ cacheDirectory: String) -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: cachePath(cacheDirectory)),
-            let decoded = try? JSONDecoder().decode([String: String].self, from: data)
+        guard let data = try? InputFile.open(cachePath(cacheDirectory), role: .treeFacts).readAll(),
+            let decoded = try? JSONDecoder().decode([String: String].self, from: Data(data))
         else { return [:] }
         return decoded
     }
 
     private static func cachePath(_ cacheDirectory: String) -> String { cacheDirectory + "/" + cacheName }
 
-    /// The fact `kind` of the file at `path`, computed by `compute` when not cached.
+    /// The MAC key of `cacheDirectory`, made there on first use; nil when it cannot be read or
+    /// made (the cache file is then neither trusted nor written).
+    private static func key(_ cacheDirectory: String) -> SymmetricKey? {
+        if let known = memory.withLock({ $0.keys[cacheDirectory] }) { return SymmetricKey(data: known) }
+        let path = cacheDirectory + "/" + keyName
+        var bytes = readKey(path)
+        if bytes == nil {
+            guard (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
+            else { return nil }
+            var generator = SystemRandomNumberGenerator()
+            let fresh = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            // Linked into place only when absent, so concurrent first runs agree on one key; a
+            // key file that is not ours alone is replaced (its entries then fail their MACs).
+            try? Posix.atomicReplace(path, with: fresh, mode: 0o600, replacing: false)
+            bytes = readKey(path)
+            if bytes == nil {
+                try? Posix.atomicReplace(path, with: fresh, mode: 0o600)
+                bytes = readKey(path)
+            }
+        }
+        guard let bytes else { return nil }
+        memory.withLock { $0.keys[cacheDirectory] = bytes }
+        return SymmetricKey(data: bytes)
+    }
+
+    /// The key file's 32 bytes, when it is a regular file of ours that nobody else can read.
+    private static func readKey(_ path: String) -> [UInt8]? {
+        guard let file = try? InputFile.open(path, role: .treeFacts), file.size == 32,
+            file.identity.owner == geteuid(), file.identity.permissions & 0o077 == 0,
+            let bytes = try? file.readAll()
+        else { return nil }
+        return bytes
+    }
+
+    private static func mac(_ key: SymmetricKey, _ entry: String, _ value: String) -> String {
+        Digest.hex(HMAC<SHA256>.authenticationCode(for: Array("\(entry)\0\(value)".utf8), using: key))
+    }
+
+    /// The value of a stored `value mac` entry whose MAC is right, else nil.
+    private static func verified(_ stored: String, entry: String, key: SymmetricKey) -> String? {
+        guard let space = stored.lastIndex(of: " ") else { return nil }
+        let value = String(stored[..<space])
+        return mac(key, entry, value) == stored[stored.index(after: space)...] ? value : nil
+    }
+
+    /// The fact `kind` of `file`, computed by `compute` when not cached.
     static func fact(
-        _ kind: String, of path: String, cacheDirectory: String,
+        _ kind: String, of file: InputFile, cacheDirectory: String,
         compute: () throws(BootMediumError) -> String
     ) throws(BootMediumError) -> String {
-        let key = "\(kind)|" + (try FileIdentity(path: path)).description
+        let entry = "\(kind)|" + file.identity.description
+        let key = key(cacheDirectory)
         if memory.withLock({ !$0.loadedDirectories.contains(cacheDirectory) }) {
-            let facts = onDisk(cacheDirectory)
+            var facts: [String: String] = [:]
+            if let key {
+                for (name, stored) in onDisk(cacheDirectory) {
+                    if let value = verified(stored, entry: name, key: key) { facts[name] = value }
+                }
+            }
             memory.withLock {
                 $0.loadedDirectories.insert(cacheDirectory)
                 $0.facts.merge(facts) { mine, _ in mine }
             }
         }
-        if let value = memory.withLock({ $0.facts[key] }) { return value }
+        if let value = memory.withLock({ $0.facts[entry] }) { return value }
         let value = try compute()
-        memory.withLock { $0.facts[key] = value }
+        memory.withLock { $0.facts[entry] = value }
+        guard let key else { return value }
         // Re-read before replacing: another process may have added facts since.
-        var facts = onDisk(cacheDirectory)
-        facts[key] = value
-        if facts.count > 256 { facts = [key: value] }
-        if let data = try? JSONEncoder().encode(facts),
+        var stored = onDisk(cacheDirectory)
+        stored[entry] = value + " " + mac(key, entry, value)
+        if stored.count > 256 { stored = [entry: stored[entry]!] }
+        if let data = try? JSONEncoder().encode(stored),
             (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
         {
             try? Posix.atomicReplace(cachePath(cacheDirectory), with: data)
@@ -59,26 +120,26 @@ enum TreeFileFacts {
         return value
     }
 
-    /// The uncompressed size of the compressed file at `path`.
-    static func uncompressedSize(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
+    /// The uncompressed size of the compressed bootcd.img `file`.
+    static func uncompressedSize(of file: InputFile, cacheDirectory: String, cancellation: CancellationFlag)
         throws(BootMediumError) -> Int64
     {
-        let text = try fact("uncompressed-size", of: path, cacheDirectory: cacheDirectory) {
+        let text = try fact("uncompressed-size", of: file, cacheDirectory: cacheDirectory) {
             () throws(BootMediumError) in
-            String(try Archive.uncompressedSize(ofFileAt: path, cancellation: cancellation))
+            String(try Archive.uncompressedSize(of: file, cancellation: cancellation))
         }
-        guard let size = Int64(text) else {
-            throw BootMediumError(.imageBuildFailed, "Bad cached size for \(path)")
+        guard let size = Int64(text), size >= 0 else {
+            throw BootMediumError(.imageBuildFailed, "Bad cached size for \(file.path)")
         }
         return size
     }
 
-    /// The SHA-256 (hex) of the file at `path`.
-    static func sha256(of path: String, cacheDirectory: String, cancellation: CancellationFlag)
+    /// The SHA-256 (hex) of `file`.
+    static func sha256(of file: InputFile, cacheDirectory: String, cancellation: CancellationFlag)
         throws(BootMediumError) -> String
     {
-        try fact("sha256", of: path, cacheDirectory: cacheDirectory) { () throws(BootMediumError) in
-            try Digest.sha256(ofFileAt: path, cancellation: cancellation)
+        try fact("sha256", of: file, cacheDirectory: cacheDirectory) { () throws(BootMediumError) in
+            try Digest.sha256(of: file, cancellation: cancellation)
         }
     }
 }
@@ -109,20 +170,21 @@ enum Digest {
     /// The SHA-256 of `bytes`, hex.
     static func sha256(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
 
-    /// The SHA-256 of a file, read in 1 MiB chunks.
-    static func sha256(ofFileAt path: String, cancellation: CancellationFlag) throws(BootMediumError) -> String {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-        if fd < 0 { throw .io("open", path: path, errno: errno) }
-        defer { close(fd) }
+    /// The SHA-256 of `file` as measured when it was opened, read in 1 MiB chunks; fails if
+    /// it changed meanwhile.
+    static func sha256(of file: InputFile, cancellation: CancellationFlag) throws(BootMediumError) -> String {
         var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { raw in Posix.retrying { read(fd, raw.baseAddress!, raw.count) } }
-            if n < 0 { throw .io("read", path: path, errno: errno) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: Int64 = 0
+        while done < file.size {
+            let n = try file.read(into: buffer, at: done)
             if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            done += Int64(n)
             try cancellation.check()
         }
+        try file.checkUnchanged()
         return hex(hasher.finalize())
     }
 }

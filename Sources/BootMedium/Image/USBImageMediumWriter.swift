@@ -14,13 +14,16 @@ struct USBImageMediumWriter: ImageWriter {
         for file in contents.files {
             switch file.source {
             case .bytes(let bytes): files.append(FATFileSpec(path: [file.name], bytes: bytes))
-            case .path(let path): files.append(try FATFileSpec.file(path: [file.name], contentsOf: path))
+            case .file(let input): files.append(FATFileSpec(path: [file.name], file: input.reopenPath, size: input.size))
             }
         }
-        let payload = try SyslinuxPayload.load(directory: tree.path + "/syslinux")
+        let payload = try SyslinuxPayload(
+            bootSectorTemplate: MediumContents.read(tree, tree.syslinuxBootSectorPath),
+            ldlinuxSys: MediumContents.read(tree, tree.syslinuxLdlinuxSysPath),
+            ldlinuxC32: MediumContents.read(tree, tree.syslinuxLdlinuxC32Path))
         let partitioning: USBPartitioning =
             partitioned
-            ? .mbr(bootCode: try MediumContents.read(tree.mbrPath), diskSignature: MediumContents.identity(plan, purpose: "disk signature"))
+            ? .mbr(bootCode: try MediumContents.read(tree, tree.mbrPath), diskSignature: MediumContents.identity(plan, purpose: "disk signature"))
             : .superfloppy
         let options = USBImageOptions(
             label: MediumContents.label(plan, length: 11), volumeID: MediumContents.identity(plan, purpose: "volume id"),

@@ -24,10 +24,13 @@ final class ImageBytes {
 
     let path: String
     let size: Int64
-    private let fd: Int32
+    /// The open image (read only, positioned reads).
+    let fd: Int32
 
+    /// Opens the image at `path`: a regular file or a block device (a USB stick). The open
+    /// never blocks, so a FIFO or a character device such as `/dev/zero` is refused at once.
     init(path: String) throws(BootMediumError) {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        let fd = Posix.retrying { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
         if fd < 0 { throw .io("open", path: path, errno: errno) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -37,11 +40,12 @@ final class ImageBytes {
         }
         guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
             close(fd)
-            throw BootMediumError(.invalidImage, "\(path) is not a file", context: ["path": path])
+            throw BootMediumError(.invalidImage, "\(path) is not a file or a block device", context: ["path": path])
         }
         self.path = path
         self.fd = fd
-        self.size = Int64(info.st_size)
+        // A block device's size is where it ends, not its st_size (0).
+        self.size = (info.st_mode & S_IFMT) == S_IFBLK ? Int64(max(0, lseek(fd, 0, SEEK_END))) : Int64(info.st_size)
     }
 
     deinit { close(fd) }

@@ -51,7 +51,7 @@ public enum ImageInspector {
     public static func inspect(path: String, showSecrets: Bool = false) throws(BootMediumError) -> InspectionReport {
         let image = try ImageBytes(path: path)
         guard image.size > 0 else { throw BootMediumError(.invalidImage, "\(path) is empty", context: ["path": path]) }
-        let probe = try Blkid.probe(path: path)
+        let probe = try Blkid.probe(fd: image.fd, size: image.size, path: path)
         let partitions = probe.partitionTable == "dos" ? try mbrPartitions(image) : nil
         switch probe.filesystem {
         case "iso9660":

@@ -98,23 +98,60 @@ enum Archive {
         var bytes: [UInt8] = []
     }
 
-    /// The uncompressed size of a gzip (or otherwise compressed) file, by decompressing it
-    /// fully in bounded memory.
-    static func uncompressedSize(ofFileAt path: String, cancellation: CancellationFlag)
+    /// The decompressors a bootcd.img may use, as libarchive names them: only those libarchive
+    /// runs in the process. `archive_read_support_filter_all` would also let it run external
+    /// programs found on `PATH` (`lrzip`, `lzop`, `grzip`, ... and `gzip -d` itself when built
+    /// without zlib) on data carrying their magic; libarchive signals that fallback by
+    /// `ARCHIVE_WARN`, so a filter that does not give `ARCHIVE_OK` is never enabled.
+    private static let inProcessFilters: [(name: String, enable: @Sendable (OpaquePointer) -> Int32)] = [
+        ("gzip", { archive_read_support_filter_gzip($0) }),
+        ("bzip2", { archive_read_support_filter_bzip2($0) }),
+        ("xz", { archive_read_support_filter_xz($0) }),
+        ("lzma", { archive_read_support_filter_lzma($0) }),
+        ("zstd", { archive_read_support_filter_zstd($0) }),
+        ("lz4", { archive_read_support_filter_lz4($0) }),
+    ]
+
+    /// Which of ``inProcessFilters`` this libarchive runs in the process, probed once on a
+    /// scratch reader.
+    private static let usableFilters: [(name: String, enable: @Sendable (OpaquePointer) -> Int32)] = {
+        guard let probe = archive_read_new() else { return [] }
+        defer { archive_read_free(probe) }
+        return inProcessFilters.filter { $0.enable(probe) == ARCHIVE_OK }
+    }()
+
+    /// The names of the decompressors bootmedium accepts, for messages and docs.
+    static var acceptedCompressions: [String] { usableFilters.map(\.name) }
+
+    /// A reader for `format` (`archive_read_support_format_*`) with only the in-process
+    /// decompressors enabled (those named in `only`, when given) and uncompressed input;
+    /// nil when libarchive cannot make one. The caller frees it.
+    static func newReader(format: (OpaquePointer) -> Int32, only: Set<String>? = nil) -> OpaquePointer? {
+        guard let archive = archive_read_new() else { return nil }
+        for filter in usableFilters where only?.contains(filter.name) ?? true { _ = filter.enable(archive) }
+        _ = archive_read_support_filter_none(archive)
+        _ = format(archive)
+        return archive
+    }
+
+    /// The uncompressed size of bootcd.img, by decompressing it fully in bounded memory. It
+    /// must be a cpio archive (the kernel's initramfs format), compressed with one of the
+    /// in-process decompressors or not at all; anything else is `missing-bootcd`, not a
+    /// medium with a wrong `ramdisk_size`.
+    static func uncompressedSize(of file: InputFile, cancellation: CancellationFlag)
         throws(BootMediumError) -> Int64
     {
-        guard let archive = archive_read_new() else {
+        guard let archive = newReader(format: { archive_read_support_format_raw($0) }) else {
             throw BootMediumError(.imageBuildFailed, "libarchive: cannot create a reader")
         }
         defer { archive_read_free(archive) }
-        archive_read_support_filter_all(archive)
-        archive_read_support_format_raw(archive)
+        let path = file.path
         func fail(_ what: String) -> BootMediumError {
             let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
             return BootMediumError(
-                .imageBuildFailed, "Cannot read \(path): \(what): \(text)", context: ["path": path])
+                .missingBootcd, "Cannot read \(path): \(what): \(text)", context: ["path": path])
         }
-        guard archive_read_open_filename(archive, path, 1 << 20) == ARCHIVE_OK else {
+        guard archive_read_open_filename(archive, file.reopenPath, 1 << 20) == ARCHIVE_OK else {
             throw fail("open")
         }
         var entry: OpaquePointer?
@@ -127,9 +164,21 @@ enum Archive {
             let n = archive_read_data(archive, buffer, size)
             if n < 0 { throw fail("data") }
             if n == 0 { break }
+            if total == 0 {
+                // newc (070701), newc with CRC (070702) or odc (070707): what the kernel unpacks.
+                let magic = Array(UnsafeRawBufferPointer(start: buffer, count: min(n, 6)))
+                guard magic.count == 6, magic.starts(with: Array("07070".utf8)), [0x31, 0x32, 0x37].contains(magic[5]) else {
+                    throw BootMediumError(
+                        .missingBootcd,
+                        "\(path) is not a cpio archive (the kernel's initramfs format), plain or compressed with "
+                            + acceptedCompressions.joined(separator: ", "),
+                        context: ["path": path])
+                }
+            }
             total += Int64(n)
             try cancellation.check()
         }
+        try file.checkUnchanged()
         return total
     }
 
@@ -160,13 +209,10 @@ enum Archive {
     /// newc header libarchive would act on unchecked (see ``checkNewcHeaders(_:limits:)``).
     static func readArchive(_ bytes: [UInt8], limits: ReadLimits = ReadLimits()) throws(BootMediumError) -> [ReadEntry] {
         try checkNewcHeaders(bytes, limits: limits)
-        guard let archive = archive_read_new() else {
+        guard let archive = newReader(format: { archive_read_support_format_cpio($0) }, only: ["gzip"]) else {
             throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
         }
         defer { archive_read_free(archive) }
-        archive_read_support_filter_gzip(archive)
-        archive_read_support_filter_none(archive)
-        archive_read_support_format_cpio(archive)
         func fail(_ what: String) -> BootMediumError {
             let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
             return BootMediumError(.invalidImage, "Archive \(what): \(text)")
@@ -234,13 +280,10 @@ enum Archive {
     /// store name sizes in 16 bits or 6 octal digits and are left to libarchive (which refuses
     /// symlink targets above 1 MiB in every variant).
     static func checkNewcHeaders(_ bytes: [UInt8], limits: ReadLimits) throws(BootMediumError) {
-        guard let archive = archive_read_new() else {
+        guard let archive = newReader(format: { archive_read_support_format_raw($0) }, only: ["gzip"]) else {
             throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
         }
         defer { archive_read_free(archive) }
-        archive_read_support_filter_gzip(archive)
-        archive_read_support_filter_none(archive)
-        archive_read_support_format_raw(archive)
         let outcome: Result<Void, BootMediumError> = bytes.withUnsafeBytes { raw in
             do throws(BootMediumError) {
                 var entry: OpaquePointer?

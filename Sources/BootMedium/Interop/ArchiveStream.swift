@@ -30,28 +30,37 @@ final class ArchiveStream {
     /// Bytes of the current entry's contents already read.
     private(set) var offsetInEntry: Int64 = 0
 
-    /// Opens `path` (any compression libarchive knows, cpio formats only).
-    init(path: String) throws(BootMediumError) {
-        guard let archive = archive_read_new() else {
-            throw BootMediumError(.imageBuildFailed, "libarchive: cannot create a reader")
-        }
-        self.archive = archive
-        self.path = path
-        archive_read_support_filter_all(archive)
-        archive_read_support_format_cpio(archive)
-        guard archive_read_open_filename(archive, path, 1 << 20) == ARCHIVE_OK else {
-            let error = fail("open")
-            archive_read_free(archive)
-            throw error
-        }
+    /// Opens `file` (a cpio archive, compressed with an in-process decompressor or not at all).
+    ///
+    /// The handle is opened completely before the stream exists, so the stream owns exactly
+    /// one open handle, freed once by `deinit`. (Before, a failed open freed the handle and then
+    /// threw from a fully initialized object, whose `deinit` freed it again: a crash for every
+    /// bootcd.img libarchive could not open.)
+    init(file: InputFile) throws(BootMediumError) {
+        archive = try Self.open(file)
+        path = file.path
     }
 
     deinit { archive_read_free(archive) }
 
-    private func fail(_ what: String) -> BootMediumError {
+    private static func open(_ file: InputFile) throws(BootMediumError) -> OpaquePointer {
+        guard let archive = Archive.newReader(format: { archive_read_support_format_cpio($0) }) else {
+            throw BootMediumError(.imageBuildFailed, "libarchive: cannot create a reader")
+        }
+        guard archive_read_open_filename(archive, file.reopenPath, 1 << 20) == ARCHIVE_OK else {
+            let error = failure(archive, path: file.path, "open")
+            archive_read_free(archive)
+            throw error
+        }
+        return archive
+    }
+
+    private static func failure(_ archive: OpaquePointer, path: String, _ what: String) -> BootMediumError {
         let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
         return BootMediumError(.missingBootcd, "Cannot read \(path): \(what): \(text)", context: ["path": path])
     }
+
+    private func fail(_ what: String) -> BootMediumError { Self.failure(archive, path: path, what) }
 
     /// The next header, or nil at the end of the archive. Skips what is left of the current entry.
     func next() throws(BootMediumError) -> CpioHeader? {

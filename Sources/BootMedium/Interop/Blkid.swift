@@ -11,11 +11,17 @@ enum Blkid {
         var label: String?
     }
 
-    static func probe(path: String) throws(BootMediumError) -> Probe {
-        guard let probe = blkid_new_probe_from_filename(path) else {
-            throw BootMediumError(.invalidImage, "libblkid cannot open \(path)", context: ["path": path])
+    /// Probes the open image `fd` (known as `path`): libblkid reads through our descriptor and
+    /// never opens a name itself (a name could be swapped for a FIFO between our check and its
+    /// open).
+    static func probe(fd: Int32, size: Int64, path: String) throws(BootMediumError) -> Probe {
+        guard let probe = blkid_new_probe() else {
+            throw BootMediumError(.invalidImage, "libblkid cannot create a probe", context: ["path": path])
         }
         defer { blkid_free_probe(probe) }
+        guard blkid_probe_set_device(probe, fd, 0, size) == 0 else {
+            throw BootMediumError(.invalidImage, "libblkid cannot read \(path)", context: ["path": path])
+        }
         _ = blkid_probe_enable_superblocks(probe, 1)
         _ = blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL))
         _ = blkid_probe_enable_partitions(probe, 1)

@@ -6,8 +6,8 @@ import Synchronization
 struct ISOFile: Sendable {
     /// Where a file's bytes come from.
     enum Source: Sendable {
-        /// A file on disk, read while the image is written.
-        case path(String)
+        /// A file on disk, read while the image is written (through its ``InputFile/reopenPath``).
+        case file(InputFile)
         /// Bytes in memory.
         case bytes([UInt8])
     }
@@ -228,14 +228,15 @@ enum Isofs {
         stamp(root, time, mode: 0o555)
 
         var files = TreeFiles()
-        let copiedCount = layout.files.filter { if case .path = $0.source { $0.name != layout.bootImage } else { false } }.count
+        let copiedCount = layout.files.filter { if case .file = $0.source { $0.name != layout.bootImage } else { false } }.count
         let weights = sortWeights(diskFiles: copiedCount)
         var diskIndex = 0
         for file in layout.files {
             let stream: UnsafeMutablePointer<IsoStream>?
             let weight: Int32
             switch file.source {
-            case .path(let path):
+            case .file(let input):
+                let path = input.reopenPath
                 // libisofs reads the El Torito boot image while laying out (to patch it): that
                 // one always streams.
                 let copied = file.name != layout.bootImage

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
+import Synchronization
 
 /// A nodefamily's bootcd tree, `usr/share/bootcd-<nodefamily>/<variant>/` (BEHAVIOUR.md §4).
 ///
@@ -6,6 +10,10 @@ import Foundation
 /// `version.txt`, `passwd`, `isofs/kernel`, `isofs/bootcd.img`, the ISOLINUX files under
 /// `isolinux/` (`isolinux.bin`, `ldlinux.c32`, `isohdpfx.bin`) and the SYSLINUX FAT payload under
 /// `syslinux/` (`ldlinux.bss`, `ldlinux.sys`, `ldlinux.c32`, `mbr.bin`).
+///
+/// Every file is read through ``file(_:role:)``: resolved beneath the PLC root, checked for its
+/// type and size, and opened once per tree value, so what a request measures and what it copies
+/// are the same file; ``checkUnchanged()`` tells whether any was written to since.
 public struct BootcdTree: Equatable, Sendable {
     /// The default variant directory name.
     public static let defaultVariant = "build"
@@ -16,11 +24,40 @@ public struct BootcdTree: Equatable, Sendable {
     public let variant: String
     /// The bootcd version: the first line of `version.txt`.
     public let version: String
+    /// The PLC root the tree lies in (absolute, empty for `/`): no file may resolve outside it.
+    public let root: String
+    /// The files opened so far, by path.
+    private let opened: OpenedFiles
 
-    /// Opens the tree `variant` under `bootcdDirectory`, reading its version.
+    private final class OpenedFiles: Sendable {
+        let files = Mutex<[String: InputFile]>([:])
+    }
+
+    public static func == (a: BootcdTree, b: BootcdTree) -> Bool {
+        a.path == b.path && a.variant == b.variant && a.version == b.version && a.root == b.root
+    }
+
+    /// The tree file at `path` (one of the paths below), opened on first use.
+    public func file(_ path: String, role: InputRole) throws(BootMediumError) -> InputFile {
+        if let known = opened.files.withLock({ $0[path] }) { return known }
+        let file = try InputFile.open(path, inRoot: root, role: role)
+        return opened.files.withLock { files in
+            if let known = files[path] { return known }
+            files[path] = file
+            return file
+        }
+    }
+
+    /// Fails unless every tree file read so far is as it was when first opened.
+    public func checkUnchanged() throws(BootMediumError) {
+        for file in opened.files.withLock({ Array($0.values) }) { try file.checkUnchanged() }
+    }
+
+    /// Opens the tree `variant` under `bootcdDirectory` (inside the PLC root `root`), reading
+    /// its version.
     ///
     /// A missing default tree is `missing-bootcd`; a missing other variant is `missing-variant`.
-    public init(bootcdDirectory: String, variant: String = BootcdTree.defaultVariant)
+    public init(bootcdDirectory: String, variant: String = BootcdTree.defaultVariant, root: String)
         throws(BootMediumError)
     {
         guard Self.isValidVariantName(variant) else {
@@ -31,10 +68,9 @@ public struct BootcdTree: Equatable, Sendable {
         }
         let path = bootcdDirectory + "/" + variant
         let versionPath = path + "/version.txt"
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
-            isDirectory.boolValue
-        else {
+        self.root = root
+        self.opened = OpenedFiles()
+        guard try InputFile.isDirectory(path, inRoot: root) else {
             if variant == Self.defaultVariant {
                 throw BootMediumError(
                     .missingBootcd, "No bootcd tree at \(path)", context: ["path": path])
@@ -43,7 +79,10 @@ public struct BootcdTree: Equatable, Sendable {
                 .missingVariant, "No bootcd variant \(variant.debugDescription) at \(path)",
                 context: ["variant": variant, "path": path])
         }
-        guard let data = FileManager.default.contents(atPath: versionPath) else {
+        let data: [UInt8]
+        do {
+            data = try InputFile.open(versionPath, inRoot: root, role: .treeText).readAll()
+        } catch where error.code == .missingBootcd {
             throw BootMediumError(
                 .missingBootcd, "The bootcd tree has no version.txt: \(versionPath)",
                 context: ["path": versionPath])

@@ -37,13 +37,18 @@ public struct PLCRoot: Sendable {
         resolve("/var/www/html/download-\(nodefamily.name)")
     }
 
+    /// Opens the file at `path` (under this root) for `role`: resolved beneath the root, a
+    /// regular file within the role's size cap (``InputFile``).
+    public func open(_ path: String, role: InputRole) throws(BootMediumError) -> InputFile {
+        try InputFile.open(path, inRoot: self.path, role: role)
+    }
+
     /// Reads and parses `plc_config`; a missing file is `invalid-configuration`.
     public func loadConfiguration() throws(BootMediumError) -> PLCConfiguration {
-        guard let data = FileManager.default.contents(atPath: configPath),
-            let text = String(data: data, encoding: .utf8)
-        else {
+        let data = try open(configPath, role: .plcConfig).readAll()
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw BootMediumError(
-                .invalidConfiguration, "Cannot read the PLC configuration \(configPath)",
+                .invalidConfiguration, "The PLC configuration \(configPath) is not valid UTF-8",
                 context: ["path": configPath])
         }
         return PLCConfiguration(parsing: text)
@@ -51,7 +56,10 @@ public struct PLCRoot: Sendable {
 
     /// The server's default nodefamily from `etc/planetlab/nodefamily`, else `planetlab-i386`.
     public func defaultNodefamily() throws(BootMediumError) -> Nodefamily {
-        guard let data = FileManager.default.contents(atPath: nodefamilyPath) else {
+        let data: [UInt8]
+        do {
+            data = try open(nodefamilyPath, role: .nodefamily).readAll()
+        } catch where error.code == .invalidConfiguration {  // missing
             return Nodefamily(pldistro: "planetlab", arch: "i386")
         }
         let text = String(decoding: data, as: UTF8.self)

@@ -149,7 +149,7 @@ public struct Planner: Sendable {
         do throws(BootMediumError) {
             tree = try BootcdTree(
                 bootcdDirectory: root.bootcdDirectory(for: nodefamily),
-                variant: settings.variant ?? BootcdTree.defaultVariant)
+                variant: settings.variant ?? BootcdTree.defaultVariant, root: root.path)
         } catch {
             if action.isText { treeError = error } else { throw error }
         }

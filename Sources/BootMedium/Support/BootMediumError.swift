@@ -31,6 +31,10 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
         case io = "io-error"
         case cancelled = "cancelled"
         case nodeStoreUpdateFailed = "node-store-update-failed"
+        /// A file read from the PLC root resolves outside it (`..`, a link leaving the root).
+        case outsideRoot = "outside-root"
+        /// An input is not a regular file, or is larger than its role allows.
+        case invalidInput = "invalid-input"
     }
 
     /// The stable code of this error.
@@ -40,11 +44,51 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
     /// The values involved (hostname, path, option, ...), for logs and API faults.
     public let context: [String: String]
 
-    /// Creates an error.
+    /// The most bytes of ``message`` kept, and of each ``context`` value: an error quotes
+    /// what it is about, and a hostile value of a megabyte must not come back as one.
+    public static let messageLimit = 1024
+    static let contextValueLimit = 256
+
+    /// Creates an error. A longer message or context value is cut (see ``messageLimit``).
     public init(_ code: Code, _ message: String, context: [String: String] = [:]) {
         self.code = code
-        self.message = message
-        self.context = context
+        self.message = Self.capped(Self.oneLine(message), Self.messageLimit)
+        self.context = context.mapValues { Self.capped($0, Self.contextValueLimit) }
+    }
+
+    /// `text` with line breaks and other control characters written as `\u{XX}`: the CLI's
+    /// error is one line whatever a quoted value holds.
+    static func oneLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isBreaking) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            if isBreaking(scalar) {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    private static func isBreaking(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
+    }
+
+    /// `text` cut to at most `limit` UTF-8 bytes at a character boundary, saying how much was
+    /// left out.
+    static func capped(_ text: String, _ limit: Int) -> String {
+        let total = text.utf8.count
+        guard total > limit else { return text }
+        var kept = ""
+        var bytes = 0
+        for character in text {
+            let size = character.utf8.count
+            if bytes + size > limit - 32 { break }
+            kept.append(character)
+            bytes += size
+        }
+        return kept + "… (\(total - bytes) more bytes)"
     }
 
     /// `error[CODE]: message`, the form the CLI prints.
@@ -54,7 +98,8 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
 extension BootMediumError {
     /// An I/O failure on `path`, carrying the C `errno` text.
     static func io(_ operation: String, path: String, errno code: Int32) -> BootMediumError {
-        BootMediumError(
+        let path = InputFile.shown(path)
+        return BootMediumError(
             .io, "\(operation) \(path): \(String(cString: strerror(code)))",
             context: ["path": path, "errno": String(code)])
     }

@@ -14,8 +14,13 @@ struct FileIdentity: Hashable, Sendable, CustomStringConvertible {
     let size: Int64
     let modified: Int64
     let changed: Int64
+    /// The owner's uid and the permission bits (not part of ``description``).
+    let owner: UInt32
+    let permissions: UInt32
 
     init(_ info: stat) {
+        owner = UInt32(info.st_uid)
+        permissions = UInt32(info.st_mode & 0o7777)
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)

@@ -182,8 +182,9 @@ enum Posix {
     }
 
     /// Replaces the file at `path` with `data` atomically: temp file beside it, fsync, rename,
-    /// fsync of the directory. The new file gets `mode`.
-    static func atomicReplace(_ path: String, with data: Data, mode: mode_t = 0o644)
+    /// fsync of the directory. The new file gets `mode`. With `replacing` false the temp file is
+    /// linked to `path` instead, which fails (`EEXIST`) when `path` exists.
+    static func atomicReplace(_ path: String, with data: Data, mode: mode_t = 0o644, replacing: Bool = true)
         throws(BootMediumError)
     {
         let directory = (path as NSString).deletingLastPathComponent
@@ -198,13 +199,16 @@ enum Posix {
             if fchmod(fd, mode) != 0 { throw .io("chmod", path: temp, errno: errno) }
             try writeAll(fd, data, path: temp)
             try sync(fd, path: temp)
-            close(fd)
-            if rename(temp, path) != 0 { throw .io("rename", path: path, errno: errno) }
         } catch {
             close(fd)
             unlink(temp)
             throw error
         }
+        close(fd)
+        let placed = replacing ? rename(temp, path) : link(temp, path)
+        let code = errno
+        if placed != 0 || !replacing { unlink(temp) }
+        if placed != 0 { throw .io(replacing ? "rename" : "link", path: path, errno: code) }
         let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             _ = fsync(dfd)

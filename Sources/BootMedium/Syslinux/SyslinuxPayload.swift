@@ -45,12 +45,7 @@ public struct SyslinuxPayload: Sendable, Equatable {
     /// `build/syslinux/`).
     public static func load(directory: String) throws(BootMediumError) -> SyslinuxPayload {
         func read(_ name: String) throws(BootMediumError) -> [UInt8] {
-            let path = directory + "/" + name
-            do {
-                return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-            } catch {
-                throw BootMediumError(.io, "read \(path): \(error.localizedDescription)", context: ["path": path])
-            }
+            try InputFile.open(directory + "/" + name, role: .loader).readAll()
         }
         return try SyslinuxPayload(
             bootSectorTemplate: read("ldlinux.bss"), ldlinuxSys: read("ldlinux.sys"), ldlinuxC32: read("ldlinux.c32"))
