@@ -33,7 +33,11 @@ final class SyntheticRoot: @unchecked Sendable {
         for dir in ["isofs", "isolinux", "syslinux"] {
             try fm.createDirectory(atPath: tree + "/" + dir, withIntermediateDirectories: true)
         }
-        try Data((0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: tree + "/isofs/kernel"))
+        // A stand-in kernel: pseudo-random bytes with the x86 boot protocol's "HdrS" at 0x202,
+        // which bootmedium checks before it puts a kernel on a medium.
+        var kernel = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        kernel.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+        try Data(kernel).write(to: URL(fileURLWithPath: tree + "/isofs/kernel"))
         var entries = [CpioEntry(path: "init", mode: 0o755, kind: .file(Array("#!/bin/sh\n".utf8)))]
         if cramfsReady {
             entries = [

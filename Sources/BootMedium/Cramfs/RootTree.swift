@@ -71,6 +71,15 @@ final class RootTree {
             }
             result.append(Array(part))
         }
+        // Build and inspect agree on limits: bootmedium never writes a cramfs its own reader
+        // (and so `inspect`) would refuse.
+        guard result.count <= Cramfs.maximumComponents, result.reduce(0, { $0 + 1 + $1.count }) <= Cramfs.maximumPathBytes else {
+            let shown = String(decoding: path.prefix(200), as: UTF8.self)
+            throw BootMediumError(
+                .missingBootcd,
+                "The bootcd tree holds a path deeper than \(Cramfs.maximumComponents) levels or longer than \(Cramfs.maximumPathBytes) bytes, which a cramfs reader refuses: \(shown)",
+                context: ["path": shown])
+        }
         return result
     }
 

@@ -132,7 +132,7 @@ enum FileCopy {
         if fd < 0 { throw .io("open", path: path, errno: errno) }
         defer { close(fd) }
         try checkSize(fd, path: path, size: size)
-        let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[path] }
+        let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }
         let prefix = min(size, (alignment - imageOffset % alignment) % alignment)
         var done: Int64 = 0
         var kernel = true

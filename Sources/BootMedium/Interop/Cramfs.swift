@@ -7,6 +7,12 @@ import Foundation
 /// The only place that talks to the CCramfs C target: writes a ``RootTree`` as a cramfs image
 /// and reads cramfs images (which may be hostile) back for inspection.
 enum Cramfs {
+    /// The most path components of an entry bootmedium writes: CCramfs's reader walks at most
+    /// `CCRAMFS_MAX_DEPTH` (256) directory levels, the root being the first.
+    static let maximumComponents = Int(CCRAMFS_MAX_DEPTH) - 1
+    /// The most bytes of an entry's path (`/a/b`) the reader walks (`CCRAMFS_MAX_PATH`).
+    static let maximumPathBytes = Int(CCRAMFS_MAX_PATH)
+
     /// What a write produced.
     struct WriteResult: Equatable {
         var imageSize: Int64

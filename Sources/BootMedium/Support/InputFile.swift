@@ -244,10 +244,13 @@ public final class InputFile: @unchecked Sendable {
         return bytes
     }
 
-    /// Fails unless the file is still as it was opened (same size, modification and change
-    /// times): a build that read or copied it meanwhile may have seen a mix of two versions.
+    /// Fails unless the file is still as it was opened (same size and modification time): a
+    /// build that read or copied it meanwhile may have seen a mix of two versions. The change
+    /// time is not compared: adding or removing a hard link to the file (trees copied with
+    /// `cp -al`) changes it without changing a byte.
     func checkUnchanged() throws(BootMediumError) {
-        guard try FileIdentity(fd: descriptor, path: path) == identity else { throw changed() }
+        let now = try FileIdentity(fd: descriptor, path: path)
+        guard now.size == identity.size, now.modified == identity.modified else { throw changed() }
     }
 
     private func changed() -> BootMediumError {
