@@ -304,13 +304,14 @@ func sha256(_ path: String) throws -> String {
                 .write(to: URL(fileURLWithPath: big))
         }
         func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+        let bootcdSource = ISOFile.Source.path(bootcd)  // one file under two names
         return ISOLayout(
             volumeID: "COPYTEST",
             files: [
                 ISOFile(name: "big.bin", source: .path(big)),
                 ISOFile(name: "kernel", source: .path(tree + "/isofs/kernel")),
-                ISOFile(name: "bootcd.img", source: .path(bootcd)),
-                ISOFile(name: "again.img", source: .path(bootcd)),
+                ISOFile(name: "bootcd.img", source: bootcdSource),
+                ISOFile(name: "again.img", source: bootcdSource),
                 ISOFile(name: "isolinux.bin", source: .bytes(try bytes(tree + "/isolinux/isolinux.bin"))),
                 ISOFile(name: "ldlinux.c32", source: .path(tree + "/isolinux/ldlinux.c32")),
                 ISOFile(name: "empty", source: .path(empty)),
@@ -524,11 +525,17 @@ func sha256(_ path: String) throws -> String {
         let copied = try Self.writeToFile(layout, demo.path + "/copied.iso")
         #expect(copied.copiedBytes > 0)
         #expect(try sha256(demo.path + "/copied.iso") == (try sha256(demo.path + "/streamed.iso")))
-        // The service's images too: generic-iso from a tree whose bootcd.img lives on tmpfs.
+        // The service's images too: generic-iso from a tree whose bootcd.img lives on a tmpfs
+        // mounted inside the PLC root (a link may not leave the root).
         let before = try cliBuild(demo, "generic-iso", "a.iso")
+        let mountPoint = demo.path + "/srv-tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        #expect(try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint]).status == 0)
+        defer { _ = try? runProcess("/bin/umount", [mountPoint]) }
+        try FileManager.default.copyItem(atPath: shm, toPath: mountPoint + "/bootcd.img")
         let bootcd = demo.tree + "/isofs/bootcd.img"
         try FileManager.default.removeItem(atPath: bootcd)
-        try FileManager.default.createSymbolicLink(atPath: bootcd, withDestinationPath: shm)
+        try FileManager.default.createSymbolicLink(atPath: bootcd, withDestinationPath: "../../../../../srv-tmpfs/bootcd.img")
         let after = try cliBuild(demo, "generic-iso", "b.iso")
         #expect(try sha256(before) == (try sha256(after)))
     }
@@ -573,10 +580,10 @@ func sha256(_ path: String) throws -> String {
     /// short image, nothing left behind; through kernel copies and through reads alike.
     @Test func aSourceChangingSizeDuringTheCopyFailsTheBuild() async throws {
         let demo = try DemoCopy()
-        // A private bootcd.img of several copy pieces (a valid gzip: its size is measured).
+        // A private bootcd.img of several copy pieces (a valid gzip'd cpio: its size is measured).
         let bootcd = demo.tree + "/isofs/bootcd.img"
         try FileManager.default.removeItem(atPath: bootcd)
-        let made = try runProcess("/bin/sh", ["-c", "head -c 20000000 /dev/urandom | gzip -1 > \"$1\"", "sh", bootcd])
+        let made = try runProcess("/bin/sh", ["-c", "cd \"$2\" && head -c 20000000 /dev/urandom > payload && echo payload | cpio -o -H newc --quiet | gzip -1 > \"$1\" && rm payload", "sh", bootcd, demo.path])
         #expect(made.status == 0)
         let target = bootcd
         for change in ["shrink", "grow"] {
