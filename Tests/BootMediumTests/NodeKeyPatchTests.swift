@@ -24,9 +24,21 @@ import Testing
         #expect(try patchedText(#"{"nodes": [{"node_id": 12}]}"#, key: "q\"\\\n\u{1}é") == #"{"nodes": [{"key": "q\"\\\n\u0001é", "node_id": 12}]}"#)
     }
 
-    @Test func namesAreComparedDecodedAndTheLastOneCounts() throws {
-        let text = #"{"nodes": [{"node_id": 12, "key": "first"}], "nod\u0065s": [{"node_\u0069d": 12, "key": "a", "k\u0065y": "b"}]}"#
+    @Test func namesAreComparedDecoded() throws {
+        let text = #"{"nod\u0065s": [{"node_\u0069d": 12, "x": "a", "k\u0065y": "b"}]}"#
         #expect(try patchedText(text) == text.replacingOccurrences(of: #""k\u0065y": "b""#, with: #""k\u0065y": "new""#))
+    }
+
+    /// A repeated name (decoded) makes the document ambiguous: refused, naming it and both places.
+    @Test func repeatedNamesAreRefused() throws {
+        let text = #"{"nodes": [{"node_id": 12, "key": "first"}], "nod\u0065s": [{"node_\u0069d": 12, "key": "a", "k\u0065y": "b"}]}"#
+        #expect(throws: NodeKeyPatch.SyntaxError(
+            reason: #"member name "nodes" is repeated in one object (first at byte 1)"#, offset: 45,
+            repeated: NodeKeyPatch.Repetition(kind: .member, value: "nodes", firstOffset: 1))) { try patch(text) }
+        let key = #"{"nodes": [{"node_id": 12, "key": "a", "k\u0065y": "b"}]}"#
+        #expect(throws: NodeKeyPatch.SyntaxError(
+            reason: #"member name "key" is repeated in one object (first at byte 27)"#, offset: 39,
+            repeated: NodeKeyPatch.Repetition(kind: .member, value: "key", firstOffset: 27))) { try patch(key) }
     }
 
     @Test func onlyIntegerNodeIDsInTopLevelNodesMatch() throws {
@@ -99,11 +111,21 @@ import Testing
             import base64, json, sys
             def strict(raw):
                 def no_constant(name): raise ValueError(name)
-                return json.loads(raw.decode("utf-8"), parse_constant=no_constant)
+                def unique(pairs):
+                    names = [name for name, _ in pairs]
+                    if len(set(names)) != len(names): raise ValueError("repeated name")
+                    return dict(pairs)
+                return json.loads(raw.decode("utf-8"), parse_constant=no_constant, object_pairs_hook=unique)
+            def repeats(records, field, key=lambda v: v, kind=int):
+                values = [key(r[field]) for r in records if isinstance(r, dict) and type(r.get(field)) is kind]
+                return len(set(values)) != len(values)
             def expected(doc):
                 if not isinstance(doc, dict): return "not-an-object"
                 nodes = doc.get("nodes")
+                interfaces = doc.get("interfaces")
+                if isinstance(interfaces, list) and repeats(interfaces, "interface_id"): return "invalid"
                 if not isinstance(nodes, list): return "no-such-node"
+                if repeats(nodes, "node_id") or repeats(nodes, "hostname", str.lower, str): return "invalid"
                 hits = [n for n in nodes if isinstance(n, dict) and type(n.get("node_id")) is int and n["node_id"] == 12]
                 return hits[-1] if hits else "no-such-node"
             bad = []; valid = 0
@@ -116,6 +138,9 @@ import Testing
                     continue
                 valid += 1
                 want = expected(doc)
+                if want == "invalid":
+                    if outcome != "invalid": bad.append((raw, outcome, "ambiguous"))
+                    continue
                 if isinstance(want, str):
                     if outcome != want: bad.append((raw, outcome, want))
                     continue

@@ -5,14 +5,35 @@
 /// order, number spellings such as `1e300` or `3.0`, unknown fields) stays as it was; the work is
 /// linear in the file's size, with no tree built.
 ///
-/// Member names are compared decoded (`"nod\u0065s"` is `nodes`); where a name repeats in an
-/// object the last one counts, as in Python's `json`. A `node_id` matches only as an integer
-/// literal (`12`, not `12.0`).
+/// An ambiguous document is refused, by the same pass that node lookups run (``validate(_:)``):
+/// a member name repeated in any object (two readers may keep different values: Python's `json`
+/// keeps the last, others the first), two records of `nodes` with the same `node_id` or the same
+/// hostname (compared case-insensitively, as lookups compare), two records of `interfaces` with
+/// the same `interface_id`. Member names are compared decoded (`"nod\u0065s"` is `nodes`) as
+/// Swift strings (canonically equivalent spellings are one name, as for `JSONDecoder`'s keys).
+/// A `node_id` or `interface_id` counts only as an integer literal (`12`, not `12.0`; the
+/// store compares the decoded ids too, ``JSONNodeStore``).
 enum NodeKeyPatch {
-    /// Why a document was refused, and at which byte.
+    /// Why a document was refused (not JSON, or JSON whose meaning is ambiguous), and at which
+    /// byte.
     struct SyntaxError: Error, Equatable {
         let reason: String
         let offset: Int
+        /// What repeats, when the document is valid JSON but ambiguous; nil for a syntax error.
+        var repeated: Repetition? = nil
+    }
+
+    /// A name or id that occurs twice where it must be unique.
+    struct Repetition: Equatable {
+        /// What kind of name or id repeats.
+        enum Kind: String {
+            case member, nodeID = "node_id", hostname, interfaceID = "interface_id"
+        }
+        let kind: Kind
+        /// The repeated name or id (a hostname as first spelled).
+        let value: String
+        /// Where its first occurrence starts (the member name, or the record's `{`).
+        let firstOffset: Int
     }
 
     /// What the scan found.
@@ -28,7 +49,15 @@ enum NodeKeyPatch {
     /// Nesting deeper than this is refused (a hostile file cannot exhaust the stack).
     static let maximumDepth = 512
 
-    /// Replaces the key of node `nodeID` in `document` with `key`.
+    /// Checks `document` the way ``patch(_:nodeID:key:)`` does (strict JSON, nothing repeated),
+    /// without looking for a node.
+    static func validate(_ document: [UInt8]) throws(SyntaxError) {
+        var scanner = JSONSyntaxScanner(document)
+        _ = try scanner.findKey(nodeID: nil)
+    }
+
+    /// Replaces the key of node `nodeID` in `document` with `key`; an invalid or ambiguous
+    /// document is refused before anything is patched.
     static func patch(_ document: [UInt8], nodeID: Int64, key: String) throws(SyntaxError) -> Outcome {
         var scanner = JSONSyntaxScanner(document)
         guard let found = try scanner.findKey(nodeID: nodeID) else {
@@ -64,8 +93,8 @@ enum NodeKeyPatch {
     }
 }
 
-/// One pass over a JSON document's bytes that checks its syntax and remembers where the key of
-/// one node's record is (``NodeKeyPatch``).
+/// One pass over a JSON document's bytes that checks its syntax, refuses what is ambiguous
+/// (``NodeKeyPatch``) and remembers where the key of one node's record is.
 struct JSONSyntaxScanner {
     /// Where the new key goes.
     enum KeyPlace: Equatable {
@@ -82,17 +111,20 @@ struct JSONSyntaxScanner {
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    /// Scans the whole document; the place of the key of node `nodeID` in the last `nodes`
-    /// member of the top-level object, or nil.
-    mutating func findKey(nodeID: Int64) throws(NodeKeyPatch.SyntaxError) -> KeyPlace? {
+    /// Scans the whole document; the place of the key of node `nodeID` in the `nodes` member of
+    /// the top-level object, or nil (always nil without a `nodeID`).
+    mutating func findKey(nodeID: Int64?) throws(NodeKeyPatch.SyntaxError) -> KeyPlace? {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { at = 3 }  // a UTF-8 byte order mark
         skipSpace()
         var found: KeyPlace?
         if peek() == UInt8(ascii: "{") {
             topLevelWasObject = true
             try object(depth: 1) { (name: String, scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
-                guard name == "nodes" else { return try scanner.value(depth: 2) }
-                found = try scanner.nodes(nodeID: nodeID)
+                switch name {
+                case "nodes": found = try scanner.nodes(nodeID: nodeID)
+                case "interfaces": try scanner.interfaces()
+                default: try scanner.value(depth: 2)
+                }
             }
         } else {
             try value(depth: 1)
@@ -102,29 +134,81 @@ struct JSONSyntaxScanner {
         return found
     }
 
-    /// The `nodes` member's value: when an array, the key place of the last record with `nodeID`.
-    private mutating func nodes(nodeID: Int64) throws(NodeKeyPatch.SyntaxError) -> KeyPlace? {
+    /// The `nodes` member's value: when an array, the key place of the record with `nodeID`;
+    /// two records with one `node_id` or one hostname are refused.
+    private mutating func nodes(nodeID: Int64?) throws(NodeKeyPatch.SyntaxError) -> KeyPlace? {
         guard peek() == UInt8(ascii: "[") else {
             try value(depth: 2)
             return nil
         }
         var found: KeyPlace?
+        var ids = UniqueValues<Int64>(kind: .nodeID)
+        var hostnames = UniqueValues<String>(kind: .hostname)
         try array(depth: 2) { (scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
             guard scanner.peek() == UInt8(ascii: "{") else { return try scanner.value(depth: 3) }
             let brace = scanner.at
             var id: Int64?
+            var hostname: String?
             var key: Range<Int>?
             try scanner.object(depth: 3) { (name: String, scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
+                if name == "hostname", scanner.peek() == UInt8(ascii: "\"") {
+                    hostname = try scanner.string(decoding: true)
+                    return
+                }
                 let start = scanner.at
                 try scanner.value(depth: 4)
                 let range = start..<scanner.at
                 if name == "node_id" { id = scanner.integer(range) }
                 if name == "key" { key = range }
             }
+            if let id { try ids.insert(id, shown: String(id), at: brace) }
+            // Lookups compare hostnames lowercased: so does the check.
+            if let hostname { try hostnames.insert(hostname.lowercased(), shown: hostname, at: brace) }
             if let id, id == nodeID { found = key.map { .value($0) } ?? .insertAfterBrace(brace + 1) }
         }
         return found
     }
+
+    /// The `interfaces` member's value: two records with one `interface_id` are refused.
+    private mutating func interfaces() throws(NodeKeyPatch.SyntaxError) {
+        guard peek() == UInt8(ascii: "[") else { return try value(depth: 2) }
+        var ids = UniqueValues<Int64>(kind: .interfaceID)
+        try array(depth: 2) { (scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
+            guard scanner.peek() == UInt8(ascii: "{") else { return try scanner.value(depth: 3) }
+            let brace = scanner.at
+            var id: Int64?
+            try scanner.object(depth: 3) { (name: String, scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
+                let start = scanner.at
+                try scanner.value(depth: 4)
+                if name == "interface_id" { id = scanner.integer(start..<scanner.at) }
+            }
+            if let id { try ids.insert(id, shown: String(id), at: brace) }
+        }
+    }
+
+    /// Values that must not repeat, with where each was first seen.
+    private struct UniqueValues<Value: Hashable> {
+        let kind: NodeKeyPatch.Repetition.Kind
+        private var seen: [Value: (shown: String, offset: Int)] = [:]
+
+        init(kind: NodeKeyPatch.Repetition.Kind) { self.kind = kind }
+
+        mutating func insert(_ value: Value, shown: String, at offset: Int) throws(NodeKeyPatch.SyntaxError) {
+            if let first = seen.updateValue((shown, offset), forKey: value) {
+                let named = kind == .hostname ? first.shown.debugDescription : first.shown
+                throw NodeKeyPatch.SyntaxError(
+                    reason: "\(kind.rawValue) \(named) is repeated (first at byte \(first.offset))",
+                    offset: offset,
+                    repeated: NodeKeyPatch.Repetition(kind: kind, value: first.shown, firstOffset: first.offset))
+            }
+        }
+    }
+
+    /// The member names of the objects being scanned, innermost last, with where each was read:
+    /// one buffer for all objects (no allocation per object). An object compares a new name with
+    /// its own names in this buffer; past 16 names it keeps them in a dictionary instead, so a
+    /// huge object stays linear.
+    private var openNames: [(name: String, offset: Int)] = []
 
     /// The value of an integer literal (no fraction, no exponent) spelled at `range`, or nil.
     private func integer(_ range: Range<Int>) -> Int64? {
@@ -168,19 +252,39 @@ struct JSONSyntaxScanner {
     }
 
     /// An object at `at`; `member` is called with each decoded name, positioned at its value,
-    /// and must leave `at` just past that value.
+    /// and must leave `at` just past that value. A name repeated in the object is refused.
     private mutating func object(
         depth: Int, member: (String, inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) -> Void
     ) throws(NodeKeyPatch.SyntaxError) {
+        let base = openNames.count
+        var many: [String: Int]?
         try items(depth: depth, open: UInt8(ascii: "{"), close: UInt8(ascii: "}")) {
             (scanner: inout JSONSyntaxScanner) throws(NodeKeyPatch.SyntaxError) in
             guard scanner.peek() == UInt8(ascii: "\"") else { throw scanner.fail("expected a member name") }
+            let start = scanner.at
             let name = try scanner.string(decoding: true)
+            var earlier: Int?
+            if many == nil {
+                earlier = scanner.openNames[base...].first { $0.name == name }?.offset
+                if scanner.openNames.count - base < 16 {
+                    scanner.openNames.append((name, start))
+                } else {
+                    many = Dictionary(uniqueKeysWithValues: scanner.openNames[base...].map { ($0.name, $0.offset) })
+                    scanner.openNames.removeSubrange(base...)
+                }
+            }
+            if many != nil, earlier == nil { earlier = many!.updateValue(start, forKey: name) }
+            if let first = earlier {
+                throw NodeKeyPatch.SyntaxError(
+                    reason: "member name \(name.debugDescription) is repeated in one object (first at byte \(first))",
+                    offset: start, repeated: NodeKeyPatch.Repetition(kind: .member, value: name, firstOffset: first))
+            }
             scanner.skipSpace()
             try scanner.expect(UInt8(ascii: ":"))
             scanner.skipSpace()
             try member(name, &scanner)
         }
+        openNames.removeSubrange(base...)  // this object's names (nested objects removed theirs)
     }
 
     /// An array at `at`; `element` is called positioned at each element and must leave `at`

@@ -185,12 +185,14 @@ public struct Planner: Sendable {
                     .invalidOutput, "Only generic images are published",
                     context: ["action": action.rawValue])
             }
+            // The same rules as %p: PLC_NAME becomes part of a file name here too.
+            try OutputTemplate.checkPLCName(name)
             return .publish(
                 path: root.genericDirectory(for: nodefamily)
                     + "/\(name)-BootCD-\(tree.version)\(action.suffix)")
         case .template(let text):
             let values = OutputTemplate.Values(
-                workDir: root.workDir, name: node?.hostname ?? Self.randomName(),
+                workDir: root.workDir, name: node?.hostname ?? Self.randomName(), nameIsHostname: node != nil,
                 suffix: action.suffix, plcName: configuration.plcName, nodefamily: nodefamily,
                 version: tree?.version, versionError: treeError)
             let expanded = try OutputTemplate(text).expand(values)
