@@ -11,6 +11,8 @@ struct MeasuredRun {
     let seconds: Double
     /// The peak resident set size of the process, in KiB (nil when it could not be measured).
     let peakRSSKiB: Int?
+    /// What the process asked the kernel (`strace -f`), when a trace was asked for.
+    var trace: String = ""
     /// Whether the run was killed at its time limit.
     var timedOut: Bool { status == 137 }
 }
@@ -19,16 +21,26 @@ struct MeasuredRun {
 /// seconds (so a hang fails the test instead of the suite), with its peak RSS measured by
 /// `/usr/bin/time -v` or, without it, by Python's `getrusage` of the child.
 /// `BOOTMEDIUM_TEST_EXECUTABLE` runs another build instead (to see these tests fail on one
-/// without the checks).
-func runMeasured(_ arguments: [String], timeout: Int = 30) throws -> MeasuredRun {
+/// without the checks), unless `executable` names one. With `trace` (an strace `trace=` set,
+/// such as `file` or `process`) the run goes through `strace -f` and its log is returned.
+func runMeasured(
+    _ arguments: [String], timeout: Int = 30, executable: String? = nil, env: [String: String] = [:],
+    trace: String? = nil
+) throws -> MeasuredRun {
     var environment = ProcessInfo.processInfo.environment
     environment["SOURCE_DATE_EPOCH"] = "1700000000"
     let report = FileManager.default.temporaryDirectory.path + "/bootmedium-rss-" + UUID().uuidString
-    defer { try? FileManager.default.removeItem(atPath: report) }
+    let traceLog = report + ".trace"
+    defer {
+        try? FileManager.default.removeItem(atPath: report)
+        try? FileManager.default.removeItem(atPath: traceLog)
+    }
     // timeout(1) runs under the measuring process: what it kills is bootmedium itself, and the
     // measurer's children's rusage covers that grandchild.
-    let executable = environment["BOOTMEDIUM_TEST_EXECUTABLE"] ?? bootmediumExecutable
-    let limited = ["/usr/bin/timeout", "-s", "KILL", String(timeout), executable] + arguments
+    let executable = executable ?? environment["BOOTMEDIUM_TEST_EXECUTABLE"] ?? bootmediumExecutable
+    environment.merge(env) { $1 }
+    let traced = trace.map { ["/usr/bin/strace", "-f", "-qq", "-o", traceLog, "-e", "trace=" + $0] } ?? []
+    let limited = ["/usr/bin/timeout", "-s", "KILL", String(timeout)] + traced + [executable] + arguments
     let start = Date()
     let r: (status: Int32, stdout: Data, stderr: String)
     if FileManager.default.isExecutableFile(atPath: "/usr/bin/time") {
@@ -47,7 +59,7 @@ func runMeasured(_ arguments: [String], timeout: Int = 30) throws -> MeasuredRun
         .flatMap { Int($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
     return MeasuredRun(
         status: r.status, stdout: String(decoding: r.stdout, as: UTF8.self), stderr: r.stderr, seconds: seconds,
-        peakRSSKiB: rss)
+        peakRSSKiB: rss, trace: (try? String(contentsOfFile: traceLog, encoding: .utf8)) ?? "")
 }
 
 /// Every entry under `directory` (files, directories, links; hidden ones included), relative.

@@ -4,41 +4,6 @@ import Testing
 
 @testable import BootMedium
 
-/// One run of the CLI against hostile input, observed from outside: exit status, stderr, wall
-/// time and peak memory (GNU time), and optionally what it asked the kernel (strace).
-struct HostileRun {
-    var status: Int32
-    var stderr: String
-    var seconds: Double
-    var maxRSSKiB: Int
-    var trace: String
-}
-
-/// Runs `bootmedium ARGS` (from `executable`) under `timeout -s KILL`, GNU time and, when
-/// `trace` is given, `strace -f -e trace=TRACE`.
-func runObserved(
-    _ args: [String], executable: String = bootmediumExecutable, env: [String: String] = [:], trace: String? = nil,
-    timeout: Int = 60
-) throws -> HostileRun {
-    let scratch = FileManager.default.temporaryDirectory.path + "/bootmedium-observe-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: scratch) }
-    var command = ["-s", "KILL", String(timeout), "/usr/bin/time", "-f", "%M %e", "-o", scratch + "/time"]
-    if let trace { command += ["/usr/bin/strace", "-f", "-qq", "-o", scratch + "/trace", "-e", "trace=" + trace] }
-    command += [executable] + args
-    var environment = ProcessInfo.processInfo.environment
-    environment["SOURCE_DATE_EPOCH"] = "1700000000"
-    environment.merge(env) { $1 }
-    let r = try runProcess("/usr/bin/timeout", command, environment: environment)
-    let timeLines = ((try? String(contentsOfFile: scratch + "/time", encoding: .utf8)) ?? "").split(separator: "\n")
-    let fields = timeLines.last.map { $0.split(separator: " ") } ?? []
-    return HostileRun(
-        status: r.status, stderr: r.stderr,
-        seconds: fields.count == 2 ? Double(fields[1]) ?? .infinity : .infinity,
-        maxRSSKiB: fields.count == 2 ? Int(fields[0]) ?? .max : .max,
-        trace: (try? String(contentsOfFile: scratch + "/trace", encoding: .utf8)) ?? "")
-}
-
 /// A fresh copy of the demo root for one hostile case, with the means to plant files without
 /// touching the shared cache (the copy's files are hard links: they are replaced, never
 /// written in place).
@@ -91,42 +56,27 @@ final class HostileRoot: @unchecked Sendable {
         try plant("etc/planetlab/plc_config", Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 
-    /// Temp files anywhere under the root (what a failed request must not leave).
-    var tempFiles: [String] {
-        (FileManager.default.subpaths(atPath: path) ?? []).filter { file in
-            let name = (file as NSString).lastPathComponent
-            return name.contains(".bootmedium-") || name.contains(".tmp-") || name.hasPrefix(".bootmedium-scratch")
-        }
-    }
-
     /// The arguments of a node build into the work dir.
     func build(_ action: String = "node-iso", options: [String] = [], output: String = "%d/out%s") -> [String] {
         ["build", "--root", path, "--action", action, "--node", DemoRoot.node1, "--output", output]
             + options.flatMap { ["--option", $0] }
     }
 
-    /// Expects `run` to be one clean failure with `code`: exit 1, one `error[CODE]:` line, no
-    /// temp file or output, the node store unchanged, within `seconds` and `mebibytes`.
+    /// Expects `run` to be one clean failure with `code` (``expectCleanFailure(_:code:root:storePath:storeBytes:sourceLocation:)``:
+    /// one `error[CODE]:` line, no temp file, the node store unchanged), exit 1 (no signal), no
+    /// output in the work dir, within `seconds` and `mebibytes`.
     func expectCleanFailure(
-        _ run: HostileRun, _ code: BootMediumError.Code, seconds: Double = 10, mebibytes: Int = 200,
+        _ run: MeasuredRun, _ code: BootMediumError.Code, seconds: Double = 10, mebibytes: Int = 200,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
+        BootMediumTests.expectCleanFailure(
+            run, code: code, root: path, storePath: path + "/nodes.json", storeBytes: storeBefore,
+            sourceLocation: sourceLocation)
         #expect(run.status == 1, "exit \(run.status): \(run.stderr.prefix(2000))", sourceLocation: sourceLocation)
-        let lines = run.stderr.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
-        #expect(lines.count == 1 && lines[0].hasPrefix("error[\(code.rawValue)]: "), "\(run.stderr.prefix(2000))",
-                sourceLocation: sourceLocation)
         #expect(run.seconds < seconds, "took \(run.seconds) s", sourceLocation: sourceLocation)
-        #expect(run.maxRSSKiB < mebibytes << 10, "peak RSS \(run.maxRSSKiB) KiB", sourceLocation: sourceLocation)
-        #expect(tempFiles.isEmpty, "\(tempFiles)", sourceLocation: sourceLocation)
+        #expect((run.peakRSSKiB ?? .max) < mebibytes << 10, "peak RSS \(run.peakRSSKiB ?? -1) KiB", sourceLocation: sourceLocation)
         let outputs = (FileManager.default.subpaths(atPath: demo.workDir) ?? []).filter { $0.hasPrefix("out") }
         #expect(outputs.isEmpty, "\(outputs)", sourceLocation: sourceLocation)
-        #expect((try? Data(contentsOf: URL(fileURLWithPath: path + "/nodes.json"))) == storeBefore,
-                "node store changed", sourceLocation: sourceLocation)
-    }
-
-    deinit {
-        // A FIFO or device left in the copy must not stall its removal.
-        _ = storeBefore
     }
 }
 
@@ -181,7 +131,7 @@ let hostileExecutables: [String] = {
         }
         for options in [["cramfs"], ["cramfs", "partition"], []] {
             for action in ["node-iso", "node-usb"] where !(action == "node-iso" && options.contains("partition")) {
-                let run = try runObserved(root.build(action, options: options), executable: executable)
+                let run = try runMeasured(root.build(action, options: options), executable: executable)
                 let expected: BootMediumError.Code =
                     options.contains("partition") && options.contains("cramfs")
                     ? .notSupported : broken == .directory ? .invalidInput : .missingBootcd
@@ -220,7 +170,7 @@ let hostileExecutables: [String] = {
             try FileManager.default.createSymbolicLink(
                 atPath: root.path + "/" + tree + "/isolinux", withDestinationPath: "/usr/lib/ISOLINUX")
         }
-        let run = try runObserved(root.build(), trace: "file")
+        let run = try runMeasured(root.build(), trace: "file")
         root.expectCleanFailure(run, .outsideRoot)
         #expect(run.stderr.contains(root.path), "the error names the path: \(run.stderr)")
         #expect(successfulCalls(run.trace, naming: (secret as NSString).lastPathComponent).isEmpty, "\(run.trace.suffix(3000))")
@@ -235,7 +185,7 @@ let hostileExecutables: [String] = {
         let tree = "usr/share/bootcd-planetlab-x86_64/build"
         try FileManager.default.moveItem(atPath: root.path + "/" + tree + "/isofs/kernel", toPath: root.path + "/vmlinuz")
         try root.link(tree + "/isofs/kernel", to: "../../../../../vmlinuz")
-        let run = try runObserved(root.build())
+        let run = try runMeasured(root.build())
         #expect(run.status == 0, "\(run.stderr)")
     }
 
@@ -263,7 +213,7 @@ let hostileExecutables: [String] = {
         for (name, data) in traps {
             try root.plant(bootcd, data)
             for options in [[], ["cramfs"]] {
-                let run = try runObserved(root.build(options: options), env: env, trace: "process")
+                let run = try runMeasured(root.build(options: options), env: env, trace: "process")
                 root.expectCleanFailure(run, .missingBootcd)
                 let execs = run.trace.split(separator: "\n").filter { $0.contains("execve(") }
                 #expect(execs.count == 1, "\(name) \(options): \(execs)")
@@ -273,7 +223,7 @@ let hostileExecutables: [String] = {
         // And a good request under the same PATH: built, still without running anything.
         try root.plant(bootcd, gzipped)
         for options in [[], ["cramfs"]] {
-            let run = try runObserved(root.build(options: options), env: env, trace: "process")
+            let run = try runMeasured(root.build(options: options), env: env, trace: "process")
             #expect(run.status == 0, "\(run.stderr)")
             let execs = run.trace.split(separator: "\n").filter { $0.contains("execve(") }
             #expect(execs.count == 1, "\(options): \(execs)")
@@ -299,23 +249,23 @@ let hostileExecutables: [String] = {
         for (file, size, code) in cases {
             let root = try HostileRoot()
             try root.sparse(file, size: size)
-            let run = try runObserved(root.build())
+            let run = try runMeasured(root.build())
             root.expectCleanFailure(run, code, seconds: 5, mebibytes: 100)
             #expect(run.stderr.contains(file), "names \(file): \(run.stderr)")
         }
         // USB: the SYSLINUX payload too.
         let root = try HostileRoot()
         try root.sparse(tree + "/syslinux/ldlinux.sys", size: 100 << 20)
-        root.expectCleanFailure(try runObserved(root.build("node-usb")), .invalidInput, seconds: 5, mebibytes: 100)
+        root.expectCleanFailure(try runMeasured(root.build("node-usb")), .invalidInput, seconds: 5, mebibytes: 100)
     }
 
     @Test func aHugeTreeFactsCacheIsIgnoredInBoundedMemory() throws {
         let root = try HostileRoot()
         try FileManager.default.createDirectory(atPath: root.demo.workDir, withIntermediateDirectories: true)
         try root.sparse("var/tmp/bootmedium/.tree-facts.json", size: 300 << 20)
-        let run = try runObserved(root.build())
+        let run = try runMeasured(root.build())
         #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.maxRSSKiB < 100 << 10, "peak RSS \(run.maxRSSKiB) KiB")
+        #expect((run.peakRSSKiB ?? .max) < 100 << 10, "peak RSS \(run.peakRSSKiB ?? -1) KiB")
     }
 
     // MARK: 6. No input blocks: FIFOs and devices are refused at once.
@@ -333,7 +283,7 @@ let hostileExecutables: [String] = {
                     try root.fifo(file)
                 }
                 for options in [[], ["cramfs"]] {
-                    let run = try runObserved(root.build(options: options), timeout: 20)
+                    let run = try runMeasured(root.build(options: options), timeout: 20)
                     root.expectCleanFailure(run, .invalidInput, seconds: 5)
                 }
             }
@@ -347,7 +297,7 @@ let hostileExecutables: [String] = {
         #expect(mkfifo(dir + "/image.iso", 0o644) == 0)
         for image in [dir + "/image.iso", "/dev/zero", "/dev/urandom"] {
             for command in [["inspect", image], ["inspect", image, "--json"], ["verify", image]] {
-                let run = try runObserved(command, timeout: 20)
+                let run = try runMeasured(command, timeout: 20)
                 #expect(run.status == 1, "\(command): \(run.status) \(run.stderr)")
                 #expect(run.stderr.hasPrefix("error[invalid-image]: "), "\(command): \(run.stderr)")
                 #expect(run.seconds < 5)
@@ -386,7 +336,7 @@ let hostileExecutables: [String] = {
 
     @Test func aPoisonedTreeFactsCacheChangesNoMedium() throws {
         let root = try HostileRoot()
-        let honest = try runObserved(root.build(output: "%d/honest.iso"))
+        let honest = try runMeasured(root.build(output: "%d/honest.iso"))
         #expect(honest.status == 0, "\(honest.stderr)")
         // Every cached fact made wrong: sizes halved, digests of other bytes, MACs kept.
         let cache = root.demo.workDir + "/.tree-facts.json"
@@ -402,7 +352,7 @@ let hostileExecutables: [String] = {
             }
         }
         try root.plant("var/tmp/bootmedium/.tree-facts.json", try JSONSerialization.data(withJSONObject: poisoned))
-        let run = try runObserved(root.build(output: "%d/poisoned.iso"))
+        let run = try runMeasured(root.build(output: "%d/poisoned.iso"))
         #expect(run.status == 0, "\(run.stderr)")
         let poisonedImage = root.demo.workDir + "/poisoned.iso"
         let config = String(decoding: try isoFile(poisonedImage, "/isolinux.cfg"), as: UTF8.self)
@@ -427,7 +377,7 @@ let hostileExecutables: [String] = {
             let root = try HostileRoot()
             try root.plant("usr/share/bootcd-planetlab-x86_64/build/isofs/kernel", kernel)
             for action in ["node-iso", "node-usb"] {
-                root.expectCleanFailure(try runObserved(root.build(action)), .missingBootcd)
+                root.expectCleanFailure(try runMeasured(root.build(action)), .missingBootcd)
             }
         }
     }
@@ -435,7 +385,7 @@ let hostileExecutables: [String] = {
     @Test func anErrorQuotesAtMostAKilobyte() throws {
         let root = try HostileRoot()
         let huge = String(repeating: "x", count: 100_000) + "\nsecond line"
-        let run = try runObserved(root.build(options: [huge]))
+        let run = try runMeasured(root.build(options: [huge]))
         root.expectCleanFailure(run, .invalidOption)
         #expect(run.stderr.utf8.count < 1200, "\(run.stderr.utf8.count) bytes")
     }

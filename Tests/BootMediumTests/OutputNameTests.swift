@@ -115,7 +115,7 @@ import Testing
     }
 
     /// `PLC_NAME` reaches paths through `%p` (and the published generic image's name).
-    @Test(arguments: ["../x", "a/b", "..", "Planet Lab"])
+    @Test(arguments: ["../x", "a/b", "..", " Planet", "Lab "])
     func hostilePLCNamesMakeNoPath(name: String) async throws {
         let root = try TestRoot()
         try root.setPLCName(name)
@@ -132,6 +132,15 @@ import Testing
         #expect(try root.nodeKey(12) == "old-key")
         let publish = BootMediumRequest(caller: .admin, node: nil, action: "generic-iso", destination: .publish)
         await expectError(.invalidConfiguration) { try await root.service().planner.plan(publish) }
+    }
+
+    /// MyPLC's default PLC_NAME, "PlanetLab Test", is one safe component: inner spaces are fine.
+    @Test func aPLCNameWithInnerSpacesMakesAFile() throws {
+        let root = try TestRoot()
+        try root.setPLCName("PlanetLab Test")
+        let r = try root.build(["--action", "node-floppy", "--node", "12", "--output", "%d/%p-%n%s"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: root.workDir + "/PlanetLab Test-node1.example.org.txt"))
     }
 
     /// What the demo root builds for real: node-iso through the CLI on a fresh copy, the node's

@@ -33,18 +33,21 @@ public struct OutputTemplate: Equatable, Sendable {
     static let maximumComponentLength = 255
 
     /// Whether `value` can be one path component as it is: non-empty, at most 255 bytes, not `.`
-    /// or `..`, and only `A-Z a-z 0-9 . _ - + ~` (so no `/`, NUL, control, space, shell or
-    /// Unicode character; `~` because bootcd versions may hold it, as in `5.4~rc1`).
+    /// or `..`, and only `A-Z a-z 0-9 . _ - + ~` and inner spaces (so no `/`, NUL, control,
+    /// shell or Unicode character; `~` because bootcd versions may hold it, as in `5.4~rc1`; a
+    /// space because MyPLC's default PLC_NAME is "PlanetLab Test").
     static func isSafeComponent(_ value: String) -> Bool {
         let bytes = value.utf8
-        guard !bytes.isEmpty, bytes.count <= maximumComponentLength, value != ".", value != ".." else {
+        guard !bytes.isEmpty, bytes.count <= maximumComponentLength, value != ".", value != "..",
+            bytes.first != UInt8(ascii: " "), bytes.last != UInt8(ascii: " ")
+        else {
             return false
         }
         return bytes.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"),
-                UInt8(ascii: "+"), UInt8(ascii: "~"):
+                UInt8(ascii: "+"), UInt8(ascii: "~"), UInt8(ascii: " "):
                 true
             default: false
             }
@@ -57,7 +60,7 @@ public struct OutputTemplate: Equatable, Sendable {
             throw BootMediumError(
                 .invalidConfiguration,
                 "PLC_NAME \(name.debugDescription) in plc_config cannot be part of a file name: "
-                    + "it must be 1-255 of A-Z a-z 0-9 . _ - + ~, not . or ..",
+                    + "it must be 1-255 of A-Z a-z 0-9 . _ - + ~ and inner spaces, not . or ..",
                 context: ["key": "PLC_NAME", "value": name])
         }
     }
@@ -117,7 +120,7 @@ public struct OutputTemplate: Equatable, Sendable {
             throw BootMediumError(
                 .invalidOutput,
                 "%\(marker) expands to \(value.debugDescription), which is not one safe file name "
-                    + "(1-255 of A-Z a-z 0-9 . _ - + ~, not . or ..) in output \(text.debugDescription)",
+                    + "(1-255 of A-Z a-z 0-9 . _ - + ~ and inner spaces, not . or ..) in output \(text.debugDescription)",
                 context: ["marker": "%\(marker)", "value": value, "output": text])
         }
         return value
