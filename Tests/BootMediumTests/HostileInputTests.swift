@@ -314,17 +314,11 @@ let hostileExecutables: [String] = {
             let data = try Data(contentsOf: URL(fileURLWithPath: bootcd))
             try FileManager.default.removeItem(atPath: bootcd)
             try data.write(to: URL(fileURLWithPath: bootcd))
-            // Appended after the tree's facts were taken, before (ISO) or while (USB) it is copied.
+            // Appended after the tree's facts were taken, as its copy into the image begins.
             let target = bootcd
             let fired = Mutex(false)
-            Isofs.beforeWriteHook = { _ in
-                if !fired.withLock({ let was = $0; $0 = true; return was }) { append(target) }
-            }
-            defer { Isofs.beforeWriteHook = nil }
-            if action == "node-usb" {
-                FileCopy.beforePiece.withLock {
-                    $0[target] = { _ in if !fired.withLock({ let was = $0; $0 = true; return was }) { append(target) } }
-                }
+            FileCopy.beforePiece.withLock {
+                $0[target] = { _ in if !fired.withLock({ let was = $0; $0 = true; return was }) { append(target) } }
             }
             defer { FileCopy.beforePiece.withLock { _ = $0.removeValue(forKey: target) } }
             await expectError(.imageBuildFailed) { try await demo.build(action, name: "t.img") }
@@ -370,6 +364,40 @@ let hostileExecutables: [String] = {
         #expect(String(decoding: digest.stdout, as: UTF8.self).hasPrefix(bootcd["sha256"] as! String))
     }
 
+    // MARK: Also decided: SIGKILL mid-write leaves nothing (the output is an O_TMPFILE until named).
+
+    @Test func sigkillWhileWritingLeavesNothing() throws {
+        let demo = try DemoCopy(big: true)
+        let published = demo.path + "/var/www/html/download-planetlab-x86_64"
+        for (index, arguments) in [
+            ["--action", "node-iso", "--node", "1", "--output", "%d/killed.iso"],
+            ["--action", "node-usb", "--node", "1", "--output", "%d/killed.usb"],
+            ["--action", "generic-iso"],
+        ].enumerated() {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: bootmediumExecutable)
+            process.arguments = ["build", "--root", demo.path] + arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let directory = index == 2 ? published : demo.workDir
+            var writing = false
+            for _ in 0..<10_000 {
+                if writingInto(directory, pid: process.processIdentifier) { writing = true; break }
+                usleep(500)
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            #expect(writing, "\(arguments): the output was being written")
+            #expect(process.terminationReason == .uncaughtSignal)
+            let left = (allEntries(under: demo.workDir) + allEntries(under: published)).filter {
+                $0.contains("killed") || $0.contains("bootmedium-") || $0.hasSuffix(".iso")
+            }
+            #expect(left.isEmpty, "\(arguments): \(left)")
+            #expect(try demo.nodeKey(1) == "old-key-1")
+        }
+    }
+
     // MARK: Also decided: a kernel that is no kernel, a bootcd.img that is no cpio, errors that quote.
 
     @Test func aKernelThatIsNoKernelIsRefused() throws {
@@ -378,6 +406,48 @@ let hostileExecutables: [String] = {
             try root.plant("usr/share/bootcd-planetlab-x86_64/build/isofs/kernel", kernel)
             for action in ["node-iso", "node-usb"] {
                 root.expectCleanFailure(try runMeasured(root.build(action)), .missingBootcd)
+            }
+        }
+    }
+
+    /// Build and inspect agree on limits: a cramfs root nested deeper than the reader walks is
+    /// refused when built; one within the limit is built and inspected.
+    @Test func cramfsNestingIsBoundedAlikeForBuildAndInspect() throws {
+        for (depth, builds) in [(Cramfs.maximumComponents - 2, true), (2000, false)] {
+            let root = try HostileRoot()
+            let bootcd = "usr/share/bootcd-planetlab-x86_64/build/isofs/bootcd.img"
+            // The demo's archive with `depth` nested directories added before its trailer.
+            let script = """
+                import gzip, sys
+                data = gzip.decompress(open(sys.argv[1], "rb").read())
+                end = data.rindex(b"070701"); data = data[:end]
+                def entry(name, mode, body=b""):
+                    name = name.encode() + b"\\0"
+                    head = b"070701" + b"".join(b"%08X" % v for v in (0, mode, 0, 0, 1, 0, len(body), 0, 0, 0, 0, len(name), 0))
+                    pad = lambda n: b"\\0" * (-n % 4)
+                    return head + name + pad(110 + len(name)) + body + pad(len(body))
+                path = "deep"
+                out = []
+                for level in range(int(sys.argv[2])):
+                    out.append(entry(path, 0o40755))
+                    path += "/d"
+                out.append(entry(path[:-2] + "/leaf", 0o100644, b"leaf\\n"))
+                out.append(entry("TRAILER!!!", 0))
+                open(sys.argv[1] + ".new", "wb").write(gzip.compress(data + b"".join(out), mtime=0))
+                """
+            let file = root.path + "/" + bootcd
+            let made = try runProcess("/usr/bin/python3", ["-c", script, file, String(depth)])
+            #expect(made.status == 0, "\(made.stderr)")
+            try FileManager.default.removeItem(atPath: file)
+            try FileManager.default.moveItem(atPath: file + ".new", toPath: file)
+            let run = try runMeasured(root.build(options: ["cramfs"]))
+            if builds {
+                #expect(run.status == 0, "\(run.stderr.prefix(500))")
+                let inspect = try runProcess(bootmediumExecutable, ["inspect", root.demo.workDir + "/out.iso"])
+                #expect(inspect.status == 0, "\(inspect.stderr)")
+            } else {
+                root.expectCleanFailure(run, .missingBootcd)
+                #expect(run.stderr.contains("deeper than \(Cramfs.maximumComponents)"), "\(run.stderr)")
             }
         }
     }

@@ -232,7 +232,7 @@ func sha256(_ path: String) throws -> String {
         // The writer is inside libisofs, its temp file open: cancel now.
         let inside = await Task.detached { entered.wait(timeout: .now() + 60) == .success }.value
         #expect(inside)
-        #expect(demo.workFiles.contains { $0.contains(".bootmedium-") })
+        #expect(writingInto(dir, pid: getpid()))
         task.cancel()
         proceed.signal()
         await expectError(.cancelled) { try await task.value }
@@ -272,12 +272,12 @@ func sha256(_ path: String) throws -> String {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Wait until the temp file exists, then terminate. The wait blocks this thread rather
-        // than suspending the task: a build takes ~0.1 s, and a suspended task may resume later
-        // than that when other tests keep the cooperative pool busy.
+        // Wait until the output is being written, then terminate. The wait blocks this thread
+        // rather than suspending the task: a build takes ~0.1 s, and a suspended task may resume
+        // later than that when other tests keep the cooperative pool busy.
         var sawTemp = false
         for _ in 0..<10_000 {
-            if demo.workFiles.contains(where: { $0.contains(".bootmedium-") }) { sawTemp = true; break }
+            if writingInto(demo.workDir, pid: process.processIdentifier) { sawTemp = true; break }
             usleep(1000)
         }
         process.terminate()

@@ -8,13 +8,14 @@ import Testing
 @Suite struct OutputNameTests {
     @Test(arguments: [
         "node1.example.org", "a", "A-b_c.d+e~f", "5.4~rc1", String(repeating: "x", count: 255), "..a", "a..",
+        "PlanetLab Test",
     ])
     func safeComponents(_ value: String) {
         #expect(OutputTemplate.isSafeComponent(value))
     }
 
     @Test(arguments: [
-        "", ".", "..", "a/b", "/", "../x", "a\u{0}b", "a\nb", "tab\tx", "a b", "é", "a\u{2028}b", "$x", "a*b", "~/x",
+        "", ".", "..", "a/b", "/", "../x", "a\u{0}b", "a\nb", "tab\tx", " a", "a ", " ", "é", "a\u{2028}b", "$x", "a*b", "~/x",
         String(repeating: "x", count: 256),
     ])
     func unsafeComponents(_ value: String) {

@@ -171,3 +171,16 @@ extension ISOFile.Source {
         .file(try! InputFile.open(path, role: .bootcd))
     }
 }
+
+/// Whether process `pid` has an output open in `directory`: an anonymous file (`O_TMPFILE`,
+/// shown by /proc as `DIR/#INODE (deleted)`) or a named temp file `.NAME.bootmedium-XXXX`.
+func writingInto(_ directory: String, pid: Int32) -> Bool {
+    let real = Posix.realPath(directory) ?? directory
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+    return fds.contains { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)") else { return false }
+        let name = (target as NSString).lastPathComponent
+        return (target as NSString).deletingLastPathComponent == real
+            && (name.hasPrefix("#") || name.contains(".bootmedium-"))
+    }
+}

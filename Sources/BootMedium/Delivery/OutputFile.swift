@@ -11,13 +11,18 @@ import Foundation
 ///   the work dir's real path; missing directories are created `0755`, one `mkdirat` at a time
 ///   below an already-resolved directory, and the final directory is re-checked through its
 ///   open descriptor, so a symlink swapped in meanwhile cannot redirect the write;
-/// - bytes go to a temp file `.<name>.bootmedium-XXXXXXXXXXXX` in the target directory (mode
-///   `0644`), registered for removal on SIGTERM/SIGINT/SIGHUP;
+/// - bytes go to an anonymous file (`O_TMPFILE`) in the target directory (mode `0644`): it has
+///   no name until ``commit()``, so no signal, not even SIGKILL or a power cut, can leave a
+///   partial image or its reserved blocks behind. Where the file system has no `O_TMPFILE`, a
+///   temp file `.<name>.bootmedium-XXXXXXXXXXXX` is used instead, registered for removal on
+///   SIGTERM/SIGINT/SIGHUP;
 /// - while bytes are written, their writeback to the device is started every 8 MiB
 ///   (`sync_file_range`), so the disk works while the image is produced;
-/// - ``commit()`` fsyncs (unless made with `syncs: false`), then `linkat`s the temp file to the final name, which never replaces
-///   an existing file (an existing regular file older than 5 minutes is stale and removed first,
-///   as later PLCAPI did), or, when publishing, `renameat`s over it;
+/// - ``commit()`` fsyncs (unless made with `syncs: false`), then `linkat`s the file to the final
+///   name, which never replaces an existing file (an existing regular file older than 5 minutes
+///   is stale and removed first, as later PLCAPI did), or, when publishing, links it to a temp
+///   name and `renameat`s that over the final name (the only moment a named temp file exists,
+///   between two system calls, with the whole image in it);
 /// - any failure, or dropping the value uncommitted, removes the temp file.
 final class OutputFile {
     /// An existing output older than this (seconds) is stale and may be replaced.
@@ -26,7 +31,10 @@ final class OutputFile {
     let path: String
     let name: String
     private let directoryFD: Int32
+    /// Whether the bytes go to an anonymous file (else to the named temp file `tempName`).
+    private let anonymous: Bool
     private let tempName: String
+    /// What messages call the file being written (the output's path when anonymous).
     private let tempPath: String
     private(set) var fd: Int32
     /// Bytes written so far, and up to where writeback was started (``noteWritten(_:)``).
@@ -81,22 +89,25 @@ final class OutputFile {
             }
         }
         var tempName = ""
-        var tempPath = ""
-        var tempFD: Int32 = -1
-        var code: Int32 = 0
-        for _ in 0..<16 {
-            tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
-            tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
-            let candidate = tempName
-            (tempFD, code) = TempFileRegistry.shared.create(tempPath) {
-                Posix.retrying { openat(dfd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+        var tempPath = path
+        var (tempFD, code) = Posix.openAnonymous(in: dfd, mode: 0o600)
+        let anonymous = tempFD >= 0
+        if !anonymous && Posix.lacksAnonymousFiles(code) {
+            for _ in 0..<16 {
+                tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
+                tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
+                let candidate = tempName
+                (tempFD, code) = TempFileRegistry.shared.create(tempPath) {
+                    Posix.retrying { openat(dfd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+                }
+                if tempFD >= 0 || code != EEXIST { break }
             }
-            if tempFD >= 0 || code != EEXIST { break }
         }
         if tempFD < 0 {
             close(dfd)
             throw .io("create", path: tempPath, errno: code)
         }
+        self.anonymous = anonymous
         self.tempName = tempName
         self.tempPath = tempPath
         self.fd = tempFD
@@ -156,7 +167,9 @@ final class OutputFile {
         endWriteback()
         do throws(BootMediumError) {
             if syncs { try Posix.sync(fd, path: tempPath) }
-            if replaces {
+            if anonymous {
+                try linkAnonymous()
+            } else if replaces {
                 if renameat(directoryFD, tempName, directoryFD, name) != 0 {
                     throw .io("rename", path: path, errno: errno)
                 }
@@ -182,6 +195,37 @@ final class OutputFile {
         if syncs { _ = fsync(directoryFD) }
     }
 
+    /// Names the anonymous file: `name` when it is free (or stale), or, publishing, a temp name
+    /// renamed over `name`.
+    private func linkAnonymous() throws(BootMediumError) {
+        guard replaces else {
+            var code = Posix.linkAnonymous(fd, in: directoryFD, as: name)
+            if code == EEXIST {
+                try Self.checkAbsent(name, in: directoryFD, path: path, removeStale: true)
+                code = Posix.linkAnonymous(fd, in: directoryFD, as: name)
+                if code == EEXIST { throw Self.exists(path) }
+            }
+            if code != 0 { throw .io("link", path: path, errno: code) }
+            return
+        }
+        let temp = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
+        let directory = (path as NSString).deletingLastPathComponent
+        let shown = (directory.isEmpty ? "." : directory) + "/" + temp
+        let descriptor = fd, dfd = directoryFD
+        let (linked, code) = TempFileRegistry.shared.create(shown) { () -> Int32 in
+            let code = Posix.linkAnonymous(descriptor, in: dfd, as: temp)
+            errno = code
+            return code == 0 ? 0 : -1
+        }
+        if linked < 0 { throw .io("link", path: shown, errno: code) }
+        defer { TempFileRegistry.shared.unregister(shown) }
+        if renameat(directoryFD, temp, directoryFD, name) != 0 {
+            let code = errno
+            unlinkat(directoryFD, temp, 0)
+            throw .io("rename", path: path, errno: code)
+        }
+    }
+
     /// Removes a committed file again (when what must follow delivery failed).
     func withdraw() {
         guard state == .committed else { return }
@@ -196,8 +240,10 @@ final class OutputFile {
         endWriteback()
         if fd >= 0 { close(fd) }
         fd = -1
-        unlinkat(directoryFD, tempName, 0)
-        TempFileRegistry.shared.unregister(tempPath)
+        if !anonymous {
+            unlinkat(directoryFD, tempName, 0)
+            TempFileRegistry.shared.unregister(tempPath)
+        }
         state = .removed
     }
 

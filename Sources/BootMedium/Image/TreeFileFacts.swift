@@ -13,6 +13,9 @@ import Synchronization
 /// `<work dir>/.tree-facts.json` (replaced atomically) across processes; a missing or
 /// unreadable cache file only costs one more computation.
 ///
+/// The cache and its key are written without flushing (a crash may lose or tear them: a torn
+/// entry fails its MAC, a torn key makes a new one).
+///
 /// A fact read from the cache file is used only with a valid MAC (HMAC-SHA256 over its key and
 /// value, keyed by `<work dir>/.tree-facts.key`, 32 random bytes, mode 0600, made once): an
 /// edited, truncated or copied entry (a wrong size would become a wrong `ramdisk_size`, a
@@ -32,10 +35,33 @@ enum TreeFileFacts {
     /// The entries of `cacheDirectory`'s cache file as stored (`value mac`; empty when missing,
     /// unreadable or not a regular file within 1 MiB).
     private static func onDisk(_ cacheDirectory: String) -> [String: String] {
-        guard let data = try? InputFile.open(cachePath(cacheDirectory), role: .treeFacts).readAll(),
-            let decoded = try? JSONDecoder().decode([String: String].self, from: Data(data))
-        else { return [:] }
-        return decoded
+        guard let data = try? InputFile.open(cachePath(cacheDirectory), role: .treeFacts).readAll() else { return [:] }
+        return stored(data)
+    }
+
+    /// A cache file's entries as stored (`value mac`); empty when `bytes` are not a JSON object
+    /// of strings.
+    static func stored(_ bytes: [UInt8]) -> [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(bytes))) ?? [:]
+    }
+
+    /// The facts among a cache file's `bytes` whose MACs `key` confirms; every other entry is
+    /// dropped (the one reader of the cache file's contents, also fuzzed).
+    static func verifiedFacts(_ bytes: [UInt8], key: [UInt8]) -> [String: String] {
+        verified(stored(bytes), key: SymmetricKey(data: key))
+    }
+
+    private static func verified(_ entries: [String: String], key: SymmetricKey) -> [String: String] {
+        var facts: [String: String] = [:]
+        for (name, stored) in entries {
+            if let value = verified(stored, entry: name, key: key) { facts[name] = value }
+        }
+        return facts
+    }
+
+    /// `value mac` for `value` under `entry`, as the cache file stores it.
+    static func sealed(_ value: String, entry: String, key: [UInt8]) -> String {
+        value + " " + mac(SymmetricKey(data: key), entry, value)
     }
 
     private static func cachePath(_ cacheDirectory: String) -> String { cacheDirectory + "/" + cacheName }
@@ -53,10 +79,10 @@ enum TreeFileFacts {
             let fresh = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
             // Linked into place only when absent, so concurrent first runs agree on one key; a
             // key file that is not ours alone is replaced (its entries then fail their MACs).
-            try? Posix.atomicReplace(path, with: fresh, mode: 0o600, replacing: false)
+            try? Posix.atomicReplace(path, with: fresh, mode: 0o600, replacing: false, durable: false)
             bytes = readKey(path)
             if bytes == nil {
-                try? Posix.atomicReplace(path, with: fresh, mode: 0o600)
+                try? Posix.atomicReplace(path, with: fresh, mode: 0o600, durable: false)
                 bytes = readKey(path)
             }
         }
@@ -93,12 +119,7 @@ enum TreeFileFacts {
         let entry = "\(kind)|" + file.identity.description
         let key = key(cacheDirectory)
         if memory.withLock({ !$0.loadedDirectories.contains(cacheDirectory) }) {
-            var facts: [String: String] = [:]
-            if let key {
-                for (name, stored) in onDisk(cacheDirectory) {
-                    if let value = verified(stored, entry: name, key: key) { facts[name] = value }
-                }
-            }
+            let facts = key.map { verified(onDisk(cacheDirectory), key: $0) } ?? [:]
             memory.withLock {
                 $0.loadedDirectories.insert(cacheDirectory)
                 $0.facts.merge(facts) { mine, _ in mine }
@@ -115,7 +136,7 @@ enum TreeFileFacts {
         if let data = try? JSONEncoder().encode(stored),
             (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
         {
-            try? Posix.atomicReplace(cachePath(cacheDirectory), with: data)
+            try? Posix.atomicReplace(cachePath(cacheDirectory), with: data, durable: false)
         }
         return value
     }

@@ -167,6 +167,32 @@ enum Posix {
         return fd
     }
 
+    /// Opens an anonymous file (`O_TMPFILE`, read and write, `mode`) in the directory `dfd`:
+    /// it has no name until ``linkAnonymous(_:in:as:)`` gives it one, so a process killed
+    /// (even by SIGKILL) while writing it leaves nothing behind, not even its reserved blocks.
+    /// Returns -1 and errno when the file system has no `O_TMPFILE` (the caller uses a named
+    /// temp file then).
+    static func openAnonymous(in dfd: Int32, mode: mode_t) -> (fd: Int32, error: Int32) {
+        // O_TMPFILE (__O_TMPFILE | O_DIRECTORY on Linux) is a composite macro Swift does not import.
+        let oTmpfile: Int32 = 0o20_200_000
+        let fd = retrying { openat(dfd, ".", oTmpfile | O_RDWR | O_CLOEXEC, mode) }
+        return (fd, fd < 0 ? errno : 0)
+    }
+
+    /// Whether `code` from ``openAnonymous(in:mode:)`` means "no `O_TMPFILE` here".
+    static func lacksAnonymousFiles(_ code: Int32) -> Bool {
+        code == EOPNOTSUPP || code == EISDIR || code == EINVAL
+    }
+
+    /// Gives the anonymous file `fd` the name `name` in `dfd` (`linkat` through
+    /// `/proc/self/fd`, else `AT_EMPTY_PATH`); never replaces a file. Returns 0 or the errno.
+    static func linkAnonymous(_ fd: Int32, in dfd: Int32, as name: String) -> Int32 {
+        if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", dfd, name, AT_SYMLINK_FOLLOW) == 0 { return 0 }
+        let code = errno
+        guard code == ENOENT else { return code }  // no /proc
+        return linkat(fd, "", dfd, name, 0x1000) == 0 ? 0 : errno  // 0x1000: AT_EMPTY_PATH
+    }
+
     /// A random file name fragment (12 hex digits) for temp files.
     static func randomSuffix() -> String {
         var generator = SystemRandomNumberGenerator()
@@ -181,39 +207,59 @@ enum Posix {
         return String(cString: resolved)
     }
 
-    /// Replaces the file at `path` with `data` atomically: temp file beside it, fsync, rename,
-    /// fsync of the directory. The new file gets `mode`. With `replacing` false the temp file is
-    /// linked to `path` instead, which fails (`EEXIST`) when `path` exists.
-    static func atomicReplace(_ path: String, with data: Data, mode: mode_t = 0o644, replacing: Bool = true)
-        throws(BootMediumError)
-    {
+    /// Replaces the file at `path` with `data` atomically: an anonymous file (``openAnonymous(in:mode:)``)
+    /// in its directory is written and fsynced, linked to a temp name and renamed over `path`,
+    /// and the directory fsynced; a named temp file exists only between those two calls, with
+    /// all its bytes (a named temp file written in full, where there is no `O_TMPFILE`). The new
+    /// file gets `mode`. With `replacing` false the file is linked to `path` itself, which fails
+    /// (`EEXIST`) when `path` exists. With `durable` false nothing is flushed (a cache, which a
+    /// crash may lose or tear: its readers check what they read).
+    static func atomicReplace(
+        _ path: String, with data: Data, mode: mode_t = 0o644, replacing: Bool = true, durable: Bool = true
+    ) throws(BootMediumError) {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        let temp = (directory.isEmpty ? "." : directory) + "/.\(name).tmp-\(randomSuffix())"
-        let (fd, error) = TempFileRegistry.shared.create(temp) {
-            retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
+        let dfd = try openDirectory(directory.isEmpty ? "." : directory)
+        defer { close(dfd) }
+        let tempName = ".\(name).tmp-\(randomSuffix())"
+        let temp = (directory.isEmpty ? "." : directory) + "/" + tempName
+        var (fd, error) = openAnonymous(in: dfd, mode: mode)
+        let anonymous = fd >= 0
+        if !anonymous {
+            guard lacksAnonymousFiles(error) else { throw .io("create a file in", path: directory, errno: error) }
+            (fd, error) = TempFileRegistry.shared.create(temp) {
+                retrying { openat(dfd, tempName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
+            }
+            if fd < 0 { throw .io("create", path: temp, errno: error) }
         }
-        if fd < 0 { throw .io("create", path: temp, errno: error) }
         defer { TempFileRegistry.shared.unregister(temp) }
         do throws(BootMediumError) {
             if fchmod(fd, mode) != 0 { throw .io("chmod", path: temp, errno: errno) }
             try writeAll(fd, data, path: temp)
-            try sync(fd, path: temp)
+            if durable { try sync(fd, path: temp) }
+            if anonymous {
+                let target = replacing ? tempName : name
+                let descriptor = fd
+                let (linked, code) = TempFileRegistry.shared.create(temp) { () -> Int32 in
+                    let code = linkAnonymous(descriptor, in: dfd, as: target)
+                    errno = code
+                    return code == 0 ? 0 : -1
+                }
+                if linked < 0 { throw .io("link", path: replacing ? temp : path, errno: code) }
+            }
         } catch {
             close(fd)
-            unlink(temp)
+            if !anonymous { unlinkat(dfd, tempName, 0) }
             throw error
         }
         close(fd)
-        let placed = replacing ? rename(temp, path) : link(temp, path)
-        let code = errno
-        if placed != 0 || !replacing { unlink(temp) }
-        if placed != 0 { throw .io(replacing ? "rename" : "link", path: path, errno: code) }
-        let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
+        if replacing || !anonymous {
+            let placed = replacing ? renameat(dfd, tempName, dfd, name) : linkat(dfd, tempName, dfd, name, 0)
+            let code = errno
+            if placed != 0 || !replacing { unlinkat(dfd, tempName, 0) }
+            if placed != 0 { throw .io(replacing ? "rename" : "link", path: path, errno: code) }
         }
+        if durable { _ = fsync(dfd) }
     }
 }
 
