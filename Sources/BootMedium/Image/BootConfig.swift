@@ -1,5 +1,7 @@
 /// The boot loader configuration (BEHAVIOUR.md §5.2): `isolinux.cfg` on an ISO, `syslinux.cfg`
-/// on a USB image, both rendered from `templates/boot.cfg.mustache` (one rendering path).
+/// on a USB image, both rendered from `templates/boot.cfg.mustache` (one rendering path), and
+/// GRUB's `grub.cfg` for UEFI from `templates/grub.cfg.mustache` with the same console, kernel
+/// arguments, `ramdisk_size` and initrds.
 enum BootConfig {
     /// Renders the config.
     /// - Parameters:
@@ -21,5 +23,36 @@ enum BootConfig {
             values["kernelArguments"] = plan.kernelCommandLine.appendArguments
         }
         return try Templates.render("boot.cfg", values)
+    }
+
+    /// Renders GRUB's config (signed GRUB under shim, UEFI): a serial terminal when the plan has a
+    /// console (`serial --unit --speed --parity --word`), no menu, the root found by the file
+    /// every bootmedium medium carries (``Manifest/path``: the ESP inside an ISO has none, so the
+    /// search lands on the ISO 9660 or FAT file system holding the kernel), then the kernel with
+    /// SYSLINUX's APPEND arguments and the same initrds. Nothing a node or a tag sets reaches it
+    /// unchecked: the arguments are ``KernelCommandLine``'s validated words, the rest is ours.
+    static func renderGrub(
+        _ plan: BootPlan, ramdiskBytes: Int64, initrds: [String], readOnlyRoot: Bool = false
+    ) throws(BootMediumError) -> String {
+        var values: [String: Any] = [
+            "ramdiskSize": String((ramdiskBytes + 1023) / 1024),
+            "initrds": initrds.map { "/" + $0 }.joined(separator: " "),
+            "rootMode": readOnlyRoot ? "ro" : "rw",
+            "marker": Manifest.path,
+        ]
+        if let console = plan.console {
+            let parity = switch console.parity {
+            case .none: "no"
+            case .odd: "odd"
+            case .even: "even"
+            }
+            values["serial"] = [
+                "unit": String(console.port), "speed": String(console.baud), "parity": parity, "word": String(console.bits),
+            ]
+        }
+        if !plan.kernelCommandLine.isEmpty {
+            values["kernelArguments"] = plan.kernelCommandLine.appendArguments
+        }
+        return try Templates.render("grub.cfg", values)
     }
 }

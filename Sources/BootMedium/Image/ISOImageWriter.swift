@@ -18,11 +18,14 @@ struct ISOImageWriter: ImageWriter {
             MediumFile(name: "ldlinux.c32", source: .file(try tree.file(tree.isolinuxLdlinuxC32Path, role: .loader))),
         ]
         let isohybridMBR = try MediumContents.read(tree, tree.isohybridMBRPath)
+        let gptGUID = MediumContents.guid(plan, purpose: "gpt disk guid")
         func layout(_ files: [MediumFile]) -> ISOLayout {
             ISOLayout(
                 volumeID: MediumContents.label(plan, length: 32),
                 files: files.map { ISOFile(name: $0.name, source: $0.source) },
-                bootImage: "isolinux.bin", isohybridMBR: isohybridMBR, timestamp: plan.clock.now)
+                bootImage: "isolinux.bin", isohybridMBR: isohybridMBR,
+                efiBootImage: files.contains { $0.name == UEFIBoot.espImageName } ? UEFIBoot.espImageName : nil,
+                gptGUID: gptGUID, timestamp: plan.clock.now)
         }
         // Into a file, the files on disk (bootcd.img above all) start copying now, to where the
         // layout will put them, while the generated files are made (EarlyFileCopy).
@@ -31,7 +34,8 @@ struct ISOImageWriter: ImageWriter {
         var early: EarlyFileCopy?
         defer { early?.abandon() }
         var snapshot: TreeSnapshot?
-        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true {
+        // Not with a UEFI loader: its GPT makes libisofs stream the whole image (Isofs.write).
+        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true, try UEFIBoot.of(tree) == nil {
             let skeleton = try MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
             let facts = try TreeSnapshot.take(plan, files: skeleton, plain: true, cancellation: cancellation)
             snapshot = facts
@@ -43,7 +47,7 @@ struct ISOImageWriter: ImageWriter {
             }
         }
         let contents = try MediumContents.prepare(
-            inputs, configName: "isolinux.cfg", extra: loader, snapshot: snapshot, cancellation: cancellation)
+            inputs, configName: "isolinux.cfg", extra: loader, uefi: .espImage, snapshot: snapshot, cancellation: cancellation)
         let final = layout(contents.files)
         // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
         try withExtendedLifetime(contents) { () throws(BootMediumError) in

@@ -42,9 +42,17 @@ struct TreeSnapshot: Sendable {
     }
 }
 
+/// Where a medium carries its UEFI boot files (``UEFIBoot``), when its tree has them.
+enum UEFIPlacement {
+    /// In `EFI/BOOT/` of the medium's own FAT volume (USB images).
+    case volume
+    /// In an ESP image `efi.img` that an El Torito EFI entry points at (ISO images).
+    case espImage
+}
+
 /// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
 /// boot config rendered from the one template, `pl_version`, the tree's kernel and bootcd.img,
-/// and the manifest listing them.
+/// the UEFI loader with its GRUB config when the tree has one, and the manifest listing them.
 struct MediumContents {
     /// The files in medium order, the manifest last.
     let files: [MediumFile]
@@ -53,19 +61,22 @@ struct MediumContents {
     /// The cramfs root of a cramfs image type: its anonymous file backs `cramfs.img`, so the
     /// contents must outlive the image write.
     var cramfs: CramfsRoot.Image? = nil
+    /// The ESP image's name among `files` (ISO with a UEFI loader), else nil.
+    var espImage: String? = nil
 
     /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
     /// the boot loader files of the image type. The tree's facts come from `snapshot` when given
     /// (taken from ``skeleton(_:configName:extra:)``'s files), else they are read here.
     static func prepare(
-        _ inputs: ImageInputs, configName: String, extra: [MediumFile], snapshot given: TreeSnapshot? = nil,
-        cancellation: CancellationFlag
+        _ inputs: ImageInputs, configName: String, extra: [MediumFile], uefi placement: UEFIPlacement,
+        snapshot given: TreeSnapshot? = nil, cancellation: CancellationFlag
     ) throws(BootMediumError) -> MediumContents {
         let plan = inputs.plan
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
         let version = MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8)))
         var files: [MediumFile]
         let config: String
+        let grubConfig: String
         var cramfs: CramfsRoot.Image?
         if plan.imageType?.isCramfs == true {
             // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
@@ -73,6 +84,7 @@ struct MediumContents {
             let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
             cramfs = image
             config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)
+            grubConfig = try BootConfig.renderGrub(plan, ramdiskBytes: image.size, initrds: ["cramfs.img"], readOnlyRoot: true)
             files = [
                 MediumFile(name: "kernel", source: .file(try kernel(tree))),
                 MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
@@ -90,9 +102,25 @@ struct MediumContents {
             }
             config = try BootConfig.render(
                 plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
+            grubConfig = try BootConfig.renderGrub(
+                plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: ["bootcd.img", "overlay.img"])
             files = try Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
         }
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
+        var espImage: String?
+        if let uefi = try UEFIBoot.of(tree) {
+            switch placement {
+            case .volume:
+                files += uefi.files(config: grubConfig)
+            case .espImage:
+                // The ESP holds the loader alone (the same for every node); GRUB's config lies
+                // in the ISO 9660 file system.
+                let bytes = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
+                files.append(MediumFile(name: UEFIBoot.espImageName, source: .bytes(bytes)))
+                files += UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
+                espImage = UEFIBoot.espImageName
+            }
+        }
         let snapshot: TreeSnapshot
         if let given {
             snapshot = given
@@ -120,7 +148,7 @@ struct MediumContents {
         }
         let manifest = Manifest.of(plan, files: entries)
         files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
-        return MediumContents(files: files, manifest: manifest, cramfs: cramfs)
+        return MediumContents(files: files, manifest: manifest, cramfs: cramfs, espImage: espImage)
     }
 
     /// The files of a (non-cramfs) image before its boot config and manifest, in medium order.
@@ -143,8 +171,9 @@ struct MediumContents {
         -> [MediumFile]
     {
         let placeholder = ISOFile.Source.bytes([0])
+        let esp = try UEFIBoot.of(tree) == nil ? [] : [MediumFile(name: UEFIBoot.espImageName, source: placeholder)]
         return try files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
-            + [MediumFile(name: configName, source: placeholder), MediumFile(name: Manifest.path, source: placeholder)]
+            + [MediumFile(name: configName, source: placeholder)] + esp + [MediumFile(name: Manifest.path, source: placeholder)]
     }
 
     /// The tree's kernel, which must be an x86 Linux boot image (`HdrS` at 0x202): a 0-byte
@@ -182,6 +211,18 @@ struct MediumContents {
                     String(epoch)].joined(separator: "\0")
         let digest = Array(SHA256.hash(data: Array(text.utf8)))
         return UInt32(digest[0]) | UInt32(digest[1]) << 8 | UInt32(digest[2]) << 16 | UInt32(digest[3]) << 24
+    }
+
+    /// A 16-byte GUID (UEFI byte order, RFC 4122 version 4) for `purpose`: derived from the
+    /// plan's inputs under `SOURCE_DATE_EPOCH`, random otherwise.
+    static func guid(_ plan: BootPlan, purpose: String) -> [UInt8] {
+        var bytes = (0..<4).flatMap { index -> [UInt8] in
+            let word = identity(plan, purpose: "\(purpose) \(index)")
+            return [UInt8(word & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word >> 16 & 0xFF), UInt8(word >> 24)]
+        }
+        bytes[7] = bytes[7] & 0x0F | 0x40
+        bytes[8] = bytes[8] & 0x3F | 0x80
+        return bytes
     }
 
     /// `<PLC_NAME>_<version>` in upper-case letters, digits and `_`, at most `length` characters.

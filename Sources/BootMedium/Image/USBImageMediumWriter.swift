@@ -9,12 +9,15 @@ struct USBImageMediumWriter: ImageWriter {
     {
         let plan = inputs.plan
         guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let contents = try MediumContents.prepare(inputs, configName: "syslinux.cfg", extra: [], cancellation: cancellation)
+        let contents = try MediumContents.prepare(
+            inputs, configName: "syslinux.cfg", extra: [], uefi: .volume, cancellation: cancellation)
         var files: [FATFileSpec] = []
         for file in contents.files {
+            // Names such as EFI/BOOT/BOOTX64.EFI are paths on the volume.
+            let path = file.name.split(separator: "/").map(String.init)
             switch file.source {
-            case .bytes(let bytes): files.append(FATFileSpec(path: [file.name], bytes: bytes))
-            case .file(let input): files.append(FATFileSpec(path: [file.name], file: input.reopenPath, size: input.size))
+            case .bytes(let bytes): files.append(FATFileSpec(path: path, bytes: bytes))
+            case .file(let input): files.append(FATFileSpec(path: path, file: input.reopenPath, size: input.size))
             }
         }
         let payload = try SyslinuxPayload(

@@ -21,7 +21,7 @@ struct ISOFile: Sendable {
 struct ISOLayout: Sendable {
     /// The volume id (at most 32 characters).
     var volumeID: String
-    /// The files, all in the root directory.
+    /// The files; a name with `/` (`boot/grub/grub.cfg`) lies in directories made for it.
     var files: [ISOFile]
     /// The name of the El Torito no-emulation boot image (in `files`).
     var bootImage: String
@@ -31,6 +31,12 @@ struct ISOLayout: Sendable {
     var loadSize: Int16 = 4
     /// The isohybrid MBR template (`isohdpfx.bin`), or nil for a CD-only image.
     var isohybridMBR: [UInt8]?
+    /// The name of the EFI system partition image (in `files`) of a second El Torito entry
+    /// (platform 0xEF, loaded whole), also a partition of the isohybrid GPT so that UEFI boots
+    /// the image as a disk too; nil for a BIOS-only image.
+    var efiBootImage: String?
+    /// The GPT disk GUID (16 bytes, UEFI byte order) when a GPT is written.
+    var gptGUID: [UInt8]?
     /// Every timestamp of the image (seconds since the epoch, UTC).
     var timestamp: Int64
     /// Let libisofs stream the data of files on disk too (tests: the reference the copying
@@ -181,6 +187,28 @@ enum Isofs {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The directory at `parts` under `root`, made (mode 0555, our times) where missing.
+    private static func directory(
+        _ parts: ArraySlice<String>, under root: OpaquePointer?, time: time_t, made: inout [String: OpaquePointer]
+    ) throws(BootMediumError) -> OpaquePointer? {
+        var current = root
+        var path = ""
+        for part in parts {
+            path += "/" + part
+            if let known = made[path] {
+                current = known
+                continue
+            }
+            var dir: OpaquePointer?
+            let code = iso_tree_add_new_dir(current, part, &dir)
+            guard code >= 0, let dir else { throw failure("add directory \(path)", code) }
+            stamp(dir, time, mode: 0o555)
+            made[path] = dir
+            current = dir
+        }
+        return current
+    }
+
     private static func stamp(_ node: OpaquePointer?, _ time: time_t, mode: mode_t) {
         iso_node_set_mtime(node, time)
         iso_node_set_atime(node, time)
@@ -228,6 +256,8 @@ enum Isofs {
         stamp(root, time, mode: 0o555)
 
         var files = TreeFiles()
+        // Directories made for names with `/` (`boot/grub/grub.cfg`), by path.
+        var directories: [String: OpaquePointer] = [:]
         let copiedCount = layout.files.filter { if case .file = $0.source { $0.name != layout.bootImage } else { false } }.count
         let weights = sortWeights(diskFiles: copiedCount)
         var diskIndex = 0
@@ -273,7 +303,15 @@ enum Isofs {
                 }
             }
             var node: OpaquePointer?
-            let added = iso_tree_add_new_file(root, file.name, stream, &node)
+            let parts = file.name.split(separator: "/").map(String.init)
+            let parent: OpaquePointer?
+            do throws(BootMediumError) {
+                parent = try directory(parts.dropLast(), under: root, time: time, made: &directories)
+            } catch {
+                iso_stream_unref(stream)
+                throw error
+            }
+            let added = iso_tree_add_new_file(parent, parts.last ?? file.name, stream, &node)
             if added < 0 {
                 iso_stream_unref(stream)
                 throw failure("add \(file.name)", added)
@@ -292,6 +330,15 @@ enum Isofs {
         try check(
             el_torito_set_isolinux_options(boot, layout.isohybridMBR == nil ? 1 : 3, 0),
             "isolinux options")
+        if let efi = layout.efiBootImage {
+            var efiBoot: OpaquePointer?
+            try check(iso_image_add_boot_image(image, "/" + efi, ELTORITO_NO_EMUL, 0, &efiBoot), "El Torito EFI image")
+            try check(el_torito_set_boot_platform_id(efiBoot, 0xEF), "El Torito EFI platform")
+            // The firmware sees as much of the image as the entry's sector count says.
+            el_torito_set_full_load(efiBoot, 1)
+            // bits 2-7 = 1: a GPT partition (Basic Data) over the image, when isohybrid.
+            try check(el_torito_set_isolinux_options(efiBoot, layout.isohybridMBR == nil ? 0 : 1 << 2, 0), "EFI image in the GPT")
+        }
         try check(iso_image_set_boot_catalog_weight(image, weights.catalog), "boot catalog weight")
         var bootNode: OpaquePointer?
         var catalogNode: OpaquePointer?
@@ -328,6 +375,9 @@ enum Isofs {
             for (i, byte) in mbr.enumerated() { area[i] = CChar(bitPattern: byte) }
             try check(iso_write_opts_set_system_area(opts, &area, 2, 0), "isohybrid MBR")
         }
+        if var guid = layout.gptGUID, guid.count == 16 {
+            try check(iso_write_opts_set_gpt_guid(opts, &guid, 1), "GPT disk GUID")
+        }
 
         beforeWriteHook?(layout)  // also before a prediction: early copies produce bytes then
 
@@ -344,7 +394,10 @@ enum Isofs {
     private static func writeLocked(
         _ layout: ISOLayout, to sink: any ImageSink, early: EarlyFileCopy?, cancellation: CancellationFlag
     ) throws(BootMediumError) -> ISOWriteReport {
-        let decision: IsofsDataDecision? = layout.streamFileData ? nil : IsofsDataDecision()
+        // With a GPT (an EFI image in an isohybrid layout) libisofs writes the backup GPT at the
+        // image's end, which the copy plan would fill with zeros: such images are streamed.
+        let streams = layout.streamFileData || (layout.efiBootImage != nil && layout.isohybridMBR != nil)
+        let decision: IsofsDataDecision? = streams ? nil : IsofsDataDecision()
         // From here on, streams waiting for the decision must never block libisofs's writer
         // thread, which cancelling and freeing the burn source join.
         defer { decision?.decide(.abandon) }

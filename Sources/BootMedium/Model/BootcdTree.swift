@@ -8,8 +8,9 @@ import Synchronization
 ///
 /// Layout read (see `tools/demo/LAYOUT.md`):
 /// `version.txt`, `passwd`, `isofs/kernel`, `isofs/bootcd.img`, the ISOLINUX files under
-/// `isolinux/` (`isolinux.bin`, `ldlinux.c32`, `isohdpfx.bin`) and the SYSLINUX FAT payload under
-/// `syslinux/` (`ldlinux.bss`, `ldlinux.sys`, `ldlinux.c32`, `mbr.bin`).
+/// `isolinux/` (`isolinux.bin`, `ldlinux.c32`, `isohdpfx.bin`), the SYSLINUX FAT payload under
+/// `syslinux/` (`ldlinux.bss`, `ldlinux.sys`, `ldlinux.c32`, `mbr.bin`) and, optionally, the
+/// UEFI loader under `efi/` (`shimx64.efi`, `grubx64.efi`, `mmx64.efi`).
 ///
 /// Every file is read through ``file(_:role:)``: resolved beneath the PLC root, checked for its
 /// type and size, and opened once per tree value, so what a request measures and what it copies
@@ -128,4 +129,11 @@ public struct BootcdTree: Equatable, Sendable {
     public var syslinuxLdlinuxC32Path: String { path + "/syslinux/ldlinux.c32" }
     /// `syslinux/mbr.bin`, the MBR boot code of a partitioned USB image.
     public var mbrPath: String { path + "/syslinux/mbr.bin" }
+    /// `efi/shimx64.efi`, the signed shim firmware loads as `EFI/BOOT/BOOTX64.EFI` (UEFI).
+    public var shimPath: String { path + "/efi/shimx64.efi" }
+    /// `efi/grubx64.efi`, signed GRUB for removable media (Debian's `gcdx64.efi.signed`), which
+    /// shim loads from its own directory.
+    public var grubPath: String { path + "/efi/grubx64.efi" }
+    /// `efi/mmx64.efi`, shim's MOK manager (optional).
+    public var mokManagerPath: String { path + "/efi/mmx64.efi" }
 }
