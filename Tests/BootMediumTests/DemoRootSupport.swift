@@ -60,6 +60,11 @@ final class DemoCopy: @unchecked Sendable {
         return path
     }
 
+    /// Removes the tree's UEFI loader (`efi/`) from this copy: its media are BIOS-only.
+    func removeUEFILoader() throws {
+        try FileManager.default.removeItem(atPath: tree + "/efi")
+    }
+
     func nodeKey(_ id: Int) throws -> String? {
         let data = try Data(contentsOf: URL(fileURLWithPath: path + "/nodes.json"))
         let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]

@@ -19,22 +19,30 @@ import Testing
         #expect(report.image.filesystem == "iso9660")
         #expect(report.volumeID == "DEMOPLC_5_4_DEMO")
         #expect(report.bootcdVersion == "DemoPLC BootCD 5.4-demo")
-        // Files: the same list isoinfo gives.
+        // Files: the same list isoinfo gives (less its directories: the report lists files).
         let isoinfo = String(decoding: try runProcess("/usr/bin/isoinfo", ["-R", "-f", "-i", iso]).stdout, as: UTF8.self)
-        #expect(Set(report.files.map(\.path)) == Set(isoinfo.split(separator: "\n").map(String.init)))
+        let listed = Set(isoinfo.split(separator: "\n").map(String.init))
+        let directories = listed.filter { entry in listed.contains { $0.hasPrefix(entry + "/") } }
+        #expect(Set(report.files.map(\.path)) == listed.subtracting(directories))
+        #expect(directories == ["/.disk", "/boot", "/boot/grub"])
         // Boot records: El Torito as xorriso reports it, and the isohybrid MBR partition as sfdisk.
         let boot = try #require(report.elTorito?.first)
         #expect(boot.platform == "BIOS" && boot.bootable && boot.emulation == "none" && boot.loadSectors == 4)
         #expect(boot.image == "/isolinux.bin" && boot.bootInfoTable)
+        // With the ESP the isohybrid MBR's first entry has type 0 (libisofs beside a GPT: an
+        // unused entry, as inspect reports it) and its second, type 0xef, covers efi.img; a GPT
+        // describes the same ESP (as xorriso's -isohybrid-gpt-basdat: no protective MBR, so
+        // sfdisk reads the MBR; xorriso reads the GPT).
+        let parts = try #require(report.partitions)
+        try #require(parts.count == 1, "\(parts)")
+        #expect(parts[0].number == 2 && parts[0].type == "0xef" && parts[0].sectors > 0)
         let sfdisk = String(decoding: try runProcess("/sbin/sfdisk", ["--dump", iso]).stdout, as: UTF8.self)
-        let part = try #require(report.partitions?.first)
-        let dumpLine = try #require(sfdisk.split(separator: "\n").first { $0.contains("start=") })
-        let fields = dumpLine.split(separator: ":")[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        #expect(fields.contains("start=\(part.startSector)") || fields.contains { $0.replacingOccurrences(of: " ", with: "") == "start=\(part.startSector)" })
-        #expect(fields.contains { $0.replacingOccurrences(of: " ", with: "") == "size=\(part.sectors)" })
-        #expect(fields.contains { $0.replacingOccurrences(of: " ", with: "") == "type=17" })
-        #expect(sfdisk.contains("size=") && sfdisk.contains("bootable"), "\(sfdisk)")
-        #expect(part.active && part.type == "0x17")
+        let esp = try #require(sfdisk.split(separator: "\n").first { $0.replacingOccurrences(of: " ", with: "").contains("start=\(parts[0].startSector),") }, "\(sfdisk)")
+        #expect(esp.replacingOccurrences(of: " ", with: "").contains("size=\(parts[0].sectors),type=ef"), "\(sfdisk)")
+        let area = String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", iso, "-report_system_area", "plain"]).stdout, as: UTF8.self)
+        #expect(area.contains("GPT partition path :   2  /efi.img"), "\(area)")
+        #expect(area.contains("GPT start and size :   2  \(parts[0].startSector)  \(parts[0].sectors)"), "\(area)")
+        #expect(!area.contains("GPT backup problems"), "\(area)")
         // Boot config parsed.
         let config = try #require(report.bootConfigs.first)
         #expect(config.path == "/isolinux.cfg" && config.serial == .init(port: 1, baud: 9600))
@@ -73,7 +81,12 @@ import Testing
         let target = partitioned ? "\(image)@@\(32 * 512)" : image
         let mdir = try runProcess("/usr/bin/mdir", ["-a", "-b", "-i", target, "::/"], environment: ["MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"])
         let listed = Set(String(decoding: mdir.stdout, as: UTF8.self).split(separator: "\n").map { String($0.dropFirst(3)).lowercased() })
-        #expect(Set(report.files.map { String($0.path.dropFirst()).lowercased() }) == listed)
+        // mdir lists the root: a file under EFI/BOOT shows as its top directory `efi/`.
+        #expect(Set(report.files.map { file -> String in
+            let parts = file.path.dropFirst().lowercased().split(separator: "/")
+            return parts.count > 1 ? String(parts[0]) + "/" : String(parts[0])
+        }) == listed)
+        #expect(report.files.contains { $0.path == "/EFI/BOOT/BOOTX64.EFI" } && report.efiLoader == true)
         if partitioned {
             let part = try #require(report.partitions?.first)
             #expect(part.active && part.startSector == 32)

@@ -362,6 +362,9 @@ enum Isofs {
         _ = iso_write_opts_set_default_timestamp(opts, time)
         _ = iso_write_opts_set_dir_rec_mtime(opts, 7)
         _ = iso_write_opts_set_sort_files(opts, 1)
+        // RRIP 1.10: PX without a file serial number. libisofs numbers directories in an order
+        // that differs from run to run, and the same inputs must give the same bytes.
+        _ = iso_write_opts_set_rrip_version_1_10(opts, 1)
         _ = iso_write_opts_set_fifo_size(opts, 2048)  // 4 MiB between libisofs's writer and us
         if willCancel { _ = iso_write_opts_set_will_cancel(opts, 1) }
         var uuid = Array(Self.volumeTimeString(layout.timestamp).utf8CString)

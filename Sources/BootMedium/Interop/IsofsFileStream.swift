@@ -137,6 +137,7 @@ final class IsofsFileStream {
             case .undecided, .abandon: return Self.readError
             }
         }
+        FileCopy.beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }?(0)  // tests: change the source
         if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: 1 << 20) }
         fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         var info = stat()
