@@ -56,7 +56,9 @@ let package = Package(
                 .linkedLibrary("lzma", .when(configuration: .release)),
                 .linkedLibrary("zstd", .when(configuration: .release)),
                 .linkedLibrary("lz4", .when(configuration: .release)),
-            ]),
+            ],
+            // templates/*.mustache compiled in: nothing on disk at run time changes an image.
+            plugins: ["EmbedTemplates"]),
         .executableTarget(
             name: "bootmedium",
             dependencies: [
@@ -69,6 +71,16 @@ let package = Package(
             // dependencies are named, grouped, since only modules compiled for static linking
             // record them. Debug builds (the tests link this module) stay dynamic.
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-Xlinker", "--end-group"], .when(configuration: .release))]),
+        // The build-time side of the templates: the plugin runs the tool (a host tool, in no
+        // product), which writes EmbeddedTemplates.swift into BootMedium.
+        .executableTarget(
+            name: "embed-templates",
+            path: "Sources/embed-templates",
+            swiftSettings: strict),
+        .plugin(
+            name: "EmbedTemplates",
+            capability: .buildTool(),
+            dependencies: ["embed-templates"]),
         .testTarget(
             name: "BootMediumTests",
             dependencies: ["BootMedium", "bootmedium"],
