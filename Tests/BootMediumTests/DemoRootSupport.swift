@@ -80,10 +80,11 @@ final class DemoCopy: @unchecked Sendable {
 /// Boots an image with `tools/boot-check` and says whether the demo report matched.
 @discardableResult
 func bootCheck(
-    _ image: String, firmware: String = "bios", media: String = "cd", cmdline: [String] = [],
+    _ image: String, firmware: String = "bios", secureBoot: Bool = false, media: String = "cd", cmdline: [String] = [],
     plnode: String?? = .some(nil), timeout: Int = 120
 ) throws -> (passed: Bool, output: String) {
     var args = [image, "--firmware", firmware, "--media", media, "--timeout", String(timeout)]
+    if secureBoot { args.append("--secure-boot") }
     for s in cmdline { args += ["--expect-cmdline", s] }
     var expectFile: String?
     switch plnode {

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+
+@testable import BootMedium
+
+/// Every medium boots under UEFI too (shim -> signed GRUB -> the kernel), read by OVMF as a CD,
+/// a disk and a USB stick, and with Secure Boot enforced when its kernel is signed (the demo
+/// root's `build-signed` variant, Debian's signed kernel); the node prints back exactly the
+/// plnode.txt we rendered, with the console argument on the kernel command line.
+@Suite(.serialized) struct UEFIBootTests {
+    enum Medium: String, CaseIterable, Sendable {
+        case iso, usb, usbPartition
+        var action: String { self == .iso ? "node-iso" : "node-usb" }
+        var options: [String] { self == .usbPartition ? ["partition"] : [] }
+    }
+
+    /// Builds `medium` for node 1 and returns it with the plnode.txt it carries.
+    func build(_ medium: Medium, options: [String], demo: DemoCopy) async throws -> (image: String, plnode: String) {
+        let image = try await demo.build(medium.action, options: medium.options + options, name: "uefi-\(medium.rawValue).img")
+        let offset = medium == .usbPartition ? 32 * 512 : 0
+        let plnode = try await renderedPlnode(image, demo: demo, nodeID: 1, hostname: DemoRoot.node1) { image in
+            medium == .iso ? try isoFile(image, "/overlay.img") : try mtoolsRead(image, "overlay.img", offset: offset)
+        }
+        return (image, plnode)
+    }
+
+    @Test(arguments: [
+        (Medium.iso, "cd", ["serial"], "console=ttyS0,115200n8"),
+        (Medium.iso, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
+        (Medium.usb, "disk", ["serial"], "console=ttyS0,115200n8"),
+        (Medium.usb, "usb", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
+        (Medium.usbPartition, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
+        (Medium.usbPartition, "usb", ["serial"], "console=ttyS0,115200n8"),
+    ])
+    func mediaBootUnderUEFI(medium: Medium, media: String, options: [String], console: String) async throws {
+        let demo = try DemoCopy()
+        let (image, plnode) = try await build(medium, options: options, demo: demo)
+        let result = try bootCheck(image, firmware: "uefi", media: media, cmdline: ["root=/dev/ram0", console], plnode: .some(plnode))
+        #expect(result.passed, "\(result.output)")
+        // The same image still boots under BIOS.
+        if medium != .iso || media == "disk" {
+            let bios = try bootCheck(image, media: media == "usb" ? "disk" : media, cmdline: [console], plnode: .some(plnode))
+            #expect(bios.passed, "\(bios.output)")
+        }
+    }
+
+    @Test(arguments: [
+        (Medium.iso, "cd", ["serial"], "console=ttyS0,115200n8"),
+        (Medium.iso, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
+        (Medium.usb, "usb", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
+        (Medium.usbPartition, "disk", ["serial"], "console=ttyS0,115200n8"),
+    ])
+    func signedKernelsBootUnderSecureBoot(medium: Medium, media: String, options: [String], console: String) async throws {
+        let demo = try DemoCopy()
+        let (image, plnode) = try await build(medium, options: ["variant:build-signed"] + options, demo: demo)
+        let result = try bootCheck(
+            image, secureBoot: true, media: media, cmdline: ["root=/dev/ram0", console], plnode: .some(plnode), timeout: 180)
+        #expect(result.passed, "\(result.output)")
+    }
+
+    /// The same medium whose kernel lost its signature does not boot under Secure Boot, and the
+    /// harness says so as soon as GRUB refuses it, long before its timeout.
+    @Test func anUnsignedKernelIsRefusedUnderSecureBoot() async throws {
+        let demo = try DemoCopy()
+        let kernel = demo.path + "/usr/share/bootcd-planetlab-x86_64/build-signed/isofs/kernel"
+        let signed = try Data(contentsOf: URL(fileURLWithPath: kernel))
+        try FileManager.default.removeItem(atPath: kernel)  // a hard link into the cache: replace it
+        try signed.write(to: URL(fileURLWithPath: kernel))
+        let removed = try runProcess("/usr/bin/sbattach", ["--remove", kernel])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        let iso = try await demo.build("node-iso", options: ["variant:build-signed", "serial"], name: "unsigned.iso")
+        let start = Date()
+        let result = try bootCheck(iso, secureBoot: true, media: "cd", plnode: nil, timeout: 180)
+        #expect(!result.passed)
+        #expect(result.output.contains("signature was refused"), "\(result.output)")
+        #expect(Date().timeIntervalSince(start) < 90)
+    }
+
+    /// The cramfs types boot under UEFI too (the demo kernel: Secure Boot off).
+    @Test(arguments: [(Medium.iso, "cd"), (Medium.usb, "disk")])
+    func cramfsMediaBootUnderUEFI(medium: Medium, media: String) async throws {
+        let demo = try DemoCopy()
+        let image = try await demo.build(medium.action, options: ["cramfs", "serial"], name: "uefi-cramfs.img")
+        let cramfs = medium == .iso ? try isoFile(image, "/cramfs.img") : try mtoolsRead(image, "cramfs.img")
+        let plnode = try await CramfsImageTests().cramfsPlnode(cramfs, demo: demo)
+        let result = try bootCheck(
+            image, firmware: "uefi", media: media, cmdline: ["root=/dev/ram0 ro", "console=ttyS0,115200n8"], plnode: .some(plnode))
+        #expect(result.passed, "\(result.output)")
+    }
+
+    /// Independent readers see both boot entries, the hybrid layout and clean FAT volumes.
+    @Test func independentReadersSeeTheDualBootLayout() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("node-iso", options: ["serial"], name: "dual.iso")
+        let torito = String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", iso, "-report_el_torito", "plain"]).stdout, as: UTF8.self)
+        #expect(torito.contains("El Torito img path :   1  /isolinux.bin"), "\(torito)")
+        #expect(torito.contains("El Torito img path :   2  /efi.img"), "\(torito)")
+        let uefiEntry = try #require(torito.split(separator: "\n").first { $0.hasPrefix("El Torito boot img :   2") })
+        #expect(uefiEntry.contains("UEFI"), "\(uefiEntry)")
+        let esp = demo.path + "/esp.img"
+        try isoFile(iso, "/efi.img").write(to: URL(fileURLWithPath: esp))
+        let fsck = try runProcess("/sbin/fsck.fat", ["-n", esp])
+        #expect(fsck.status == 0, "\(fsck.stdout) \(fsck.stderr)")
+        for name in ["BOOTX64.EFI", "grubx64.efi", "mmx64.efi"] {
+            let onESP = try mtoolsRead(esp, "EFI/BOOT/" + name)
+            let inTree = try Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/" + (name == "BOOTX64.EFI" ? "shimx64.efi" : name)))
+            #expect(onESP == inTree, "\(name)")
+        }
+        let grub = String(decoding: try isoFile(iso, "/boot/grub/grub.cfg"), as: UTF8.self)
+        #expect(grub.contains("serial --unit=0 --speed=115200 --parity=no --word=8"), "\(grub)")
+        #expect(grub.contains("initrd /bootcd.img /overlay.img"), "\(grub)")
+        let usb = try await demo.build("node-usb", options: ["partition"], name: "dual.usb")
+        // The partitioned image's FAT, cut out at its partition (sector 32).
+        let part = demo.path + "/part.img"
+        let dd = try runProcess("/bin/dd", ["if=" + usb, "of=" + part, "bs=512", "skip=32", "status=none"])
+        #expect(dd.status == 0)
+        let fsckPart = try runProcess("/sbin/fsck.fat", ["-n", part])
+        #expect(fsckPart.status == 0, "\(fsckPart.stdout) \(fsckPart.stderr)")
+        #expect(try mtoolsRead(part, "EFI/BOOT/BOOTX64.EFI") == Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/shimx64.efi")))
+    }
+
+    /// A tree without a UEFI loader still gives (BIOS-only) media: no failure.
+    @Test func aTreeWithoutALoaderGivesBIOSOnlyMedia() async throws {
+        let demo = try DemoCopy()
+        try demo.removeUEFILoader()
+        let iso = try await demo.build("node-iso", name: "bios.iso")
+        let torito = String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", iso, "-report_el_torito", "plain"]).stdout, as: UTF8.self)
+        #expect(!torito.contains("/efi.img"), "\(torito)")
+        let usb = try await demo.build("node-usb", name: "bios.usb")
+        let report = try ImageInspector.inspect(path: usb)
+        #expect(report.efiLoader == false && report.manifest.status == "ok")
+    }
+}
