@@ -150,7 +150,7 @@ import Testing
                 let output = demo.workDir + "/\(run.name)-\(suffix).iso"
                 let log = try build(run.exe, in: run.cwd, hostileEnvironment: run.hostile, ["--action", action, "--output", output] + options)
                 // The trace saw the run (plc_config is read) and no template file.
-                #expect(log.contains("/etc/planetlab/plc_config"), "\(run.name) \(action): strace saw nothing")
+                #expect(log.contains("etc/planetlab/plc_config\""), "\(run.name) \(action): strace saw nothing")  // openat2 beneath the root: a relative name
                 let touched = log.split(separator: "\n").filter { $0.contains(".mustache") || $0.contains("/templates") }
                 #expect(touched.isEmpty, "\(run.name) \(action): \(touched)")
                 let config = String(decoding: try isoFile(output, "/isolinux.cfg"), as: UTF8.self)

@@ -119,6 +119,29 @@ import Testing
         #expect(try mtoolsRead(part, "EFI/BOOT/BOOTX64.EFI") == Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/shimx64.efi")))
     }
 
+    /// inspect parses GRUB's config; verify finds it current, and reports a GRUB config that
+    /// no longer boots what SYSLINUX boots.
+    @Test func inspectAndVerifyReadTheGrubConfig() async throws {
+        let demo = try DemoCopy()
+        let usb = try await demo.build("node-usb", options: ["serial:ttyS1:9600"], name: "grub.usb")
+        let report = try ImageInspector.inspect(path: usb)
+        let grub = try #require(report.grubConfigs?.first)
+        #expect(grub.path == "/EFI/BOOT/grub.cfg" && grub.serialTerminal && grub.rootMarker == "/bootmedium.json")
+        #expect(grub.serial == .init(unit: 1, speed: 9600, parity: "no", word: 8))
+        #expect(grub.kernel == "/kernel" && grub.initrds == ["bootcd.img", "overlay.img"])
+        #expect(grub.arguments == report.bootConfigs.first?.defaultEntry?.append)
+        let current = try await ImageVerifier.differences(image: usb, node: DemoRoot.node1, planner: demo.service().planner)
+        #expect(current.isEmpty, "\(current)")
+        // GRUB told another console than the plan's.
+        let cfg = String(decoding: try mtoolsRead(usb, "EFI/BOOT/grub.cfg"), as: UTF8.self)
+        let tampered = demo.path + "/grub.cfg"
+        try cfg.replacingOccurrences(of: "--unit=1", with: "--unit=0").write(toFile: tampered, atomically: true, encoding: .utf8)
+        let put = try runProcess("/usr/bin/mcopy", ["-o", "-i", usb, tampered, "::/EFI/BOOT/grub.cfg"], environment: ["MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"])
+        #expect(put.status == 0, "\(put.stderr)")
+        let drift = try await ImageVerifier.differences(image: usb, node: DemoRoot.node1, planner: demo.service().planner)
+        #expect(drift.contains("/EFI/BOOT/grub.cfg serial console: ttyS0:9600 in the image, ttyS1:9600 now"), "\(drift)")
+    }
+
     /// A tree without a UEFI loader still gives (BIOS-only) media: no failure.
     @Test func aTreeWithoutALoaderGivesBIOSOnlyMedia() async throws {
         let demo = try DemoCopy()

@@ -134,6 +134,12 @@ public enum ImageInspector {
                 configs.append(ParsedBootConfig(path: file.path, text: String(decoding: try fs.read(file.path), as: UTF8.self)))
             }
         }
+        var grubConfigs: [ParsedGrubConfig] = []
+        for name in ["/boot/grub/grub.cfg", "/EFI/BOOT/grub.cfg"] {
+            if let file = has(name), file.size <= 1 << 16 {
+                grubConfigs.append(ParsedGrubConfig(path: file.path, text: String(decoding: try fs.read(file.path), as: UTF8.self)))
+            }
+        }
         var overlay: [InspectionReport.OverlayFile]?
         var nodeConfig: ParsedNodeConfig?
         if let file = has("/overlay.img") {
@@ -166,7 +172,7 @@ public enum ImageInspector {
         return InspectionReport(
             image: .init(path: image.path, size: image.size, type: type, filesystem: probe.filesystem, partitionTable: probe.partitionTable),
             volumeID: nil, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: efi, files: files,
-            bootConfigs: configs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
+            bootConfigs: configs, grubConfigs: grubConfigs.isEmpty ? nil : grubConfigs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
             manifest: try checkManifest(fs: fs, files: files), cramfs: cramfs)
     }
 

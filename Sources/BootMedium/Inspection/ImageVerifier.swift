@@ -35,6 +35,17 @@ public enum ImageVerifier {
         compare("bootcd version", manifest.bootcdVersion, plan.tree?.version)
         compare("serial console", manifest.console, plan.console?.spec)
         compare("kernel arguments", manifest.kernelArguments.joined(separator: " "), plan.kernelCommandLine.arguments.joined(separator: " "))
+        // GRUB (UEFI) must boot what SYSLINUX boots (whose arguments the lines above compare
+        // with the plan), and on the plan's console.
+        let syslinux = report.bootConfigs.first?.defaultEntry
+        for grub in report.grubConfigs ?? [] {
+            if let syslinux {
+                compare("\(grub.path) arguments", grub.arguments.joined(separator: " "), syslinux.append.joined(separator: " "))
+                compare("\(grub.path) initrds", grub.initrds.joined(separator: ","), syslinux.initrds.joined(separator: ","))
+            }
+            let console = grub.serial.map { "ttyS\($0.unit):\($0.speed.map(String.init) ?? "")" }
+            compare("\(grub.path) serial console", console, plan.console.map { "\($0.tty):\($0.baud)" })
+        }
         if let nodeConfig = plan.nodeConfig, let node = plan.node {
             compare("node", manifest.nodeID.map(String.init), String(node.nodeID))
             let expected = ParsedNodeConfig(text: try nodeConfig.render(), showSecrets: true).assignments

@@ -85,6 +85,8 @@ public struct InspectionReport: Codable, Equatable, Sendable {
     public var efiLoader: Bool
     public var files: [File]
     public var bootConfigs: [ParsedBootConfig]
+    /// GRUB's configs (UEFI): `/boot/grub/grub.cfg` on an ISO, `/EFI/BOOT/grub.cfg` on FAT.
+    public var grubConfigs: [ParsedGrubConfig]? = nil
     public var overlay: [OverlayFile]?
     public var nodeConfig: ParsedNodeConfig?
     public var bootcdVersion: String?
@@ -113,6 +115,11 @@ public struct InspectionReport: Codable, Equatable, Sendable {
             if let entry = config.defaultEntry {
                 lines.append("          kernel \(entry.kernel ?? "-"), initrd \(entry.initrds.joined(separator: ",")), append \(entry.append.joined(separator: " "))")
             }
+        }
+        for grub in grubConfigs ?? [] {
+            let serial = grub.serial.map { ", serial \($0.unit) \($0.speed.map(String.init) ?? "")" } ?? ""
+            lines.append("grub      \(grub.path): root by /\(grub.rootMarker ?? "-")\(serial)")
+            lines.append("          kernel \(grub.kernel ?? "-"), initrd \(grub.initrds.joined(separator: " ")), append \(grub.arguments.joined(separator: " "))")
         }
         if let overlay { lines.append("overlay   \(overlay.filter { $0.kind == "file" }.count) files") }
         if let cramfs {
