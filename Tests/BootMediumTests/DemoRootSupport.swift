@@ -60,6 +60,16 @@ final class DemoCopy: @unchecked Sendable {
         return path
     }
 
+    /// Replaces the hard link at `path` (into the cached root) by a private copy of its bytes,
+    /// which a test may then change; returns `path`.
+    @discardableResult
+    func makePrivate(_ path: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try FileManager.default.removeItem(atPath: path)
+        try data.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
     /// Removes the tree's UEFI loader (`efi/`) from this copy: its media are BIOS-only.
     func removeUEFILoader() throws {
         try FileManager.default.removeItem(atPath: tree + "/efi")

@@ -310,10 +310,7 @@ let hostileExecutables: [String] = {
     @Test func aTreeFileGrowingDuringTheBuildFailsIt() async throws {
         for action in ["node-iso", "node-usb"] {
             let demo = try DemoCopy()
-            let bootcd = demo.tree + "/isofs/bootcd.img"
-            let data = try Data(contentsOf: URL(fileURLWithPath: bootcd))
-            try FileManager.default.removeItem(atPath: bootcd)
-            try data.write(to: URL(fileURLWithPath: bootcd))
+            let bootcd = try demo.makePrivate(demo.tree + "/isofs/bootcd.img")
             // Appended after the tree's facts were taken, as its copy into the image begins.
             let target = bootcd
             let fired = Mutex(false)

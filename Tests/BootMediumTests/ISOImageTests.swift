@@ -200,10 +200,7 @@ func sha256(_ path: String) throws -> String {
     @Test func aTreeFileShrinkingWhileReadFailsAndLeavesNothing() async throws {
         let demo = try DemoCopy()
         // A private copy of bootcd.img (not a hard link into the cache).
-        let bootcd = demo.tree + "/isofs/bootcd.img"
-        let data = try Data(contentsOf: URL(fileURLWithPath: bootcd))
-        try FileManager.default.removeItem(atPath: bootcd)
-        try data.write(to: URL(fileURLWithPath: bootcd))
+        let bootcd = try demo.makePrivate(demo.tree + "/isofs/bootcd.img")
         let target = bootcd
         Isofs.beforeWriteHook = { layout in
             if layout.files.contains(where: { if case .file(let f) = $0.source { return f.path == target } else { return false } }) {

@@ -62,10 +62,7 @@ import Testing
     /// harness says so as soon as GRUB refuses it, long before its timeout.
     @Test func anUnsignedKernelIsRefusedUnderSecureBoot() async throws {
         let demo = try DemoCopy()
-        let kernel = demo.path + "/usr/share/bootcd-planetlab-x86_64/build-signed/isofs/kernel"
-        let signed = try Data(contentsOf: URL(fileURLWithPath: kernel))
-        try FileManager.default.removeItem(atPath: kernel)  // a hard link into the cache: replace it
-        try signed.write(to: URL(fileURLWithPath: kernel))
+        let kernel = try demo.makePrivate(demo.path + "/usr/share/bootcd-planetlab-x86_64/build-signed/isofs/kernel")
         let removed = try runProcess("/usr/bin/sbattach", ["--remove", kernel])
         #expect(removed.status == 0, "\(removed.stderr)")
         let iso = try await demo.build("node-iso", options: ["variant:build-signed", "serial"], name: "unsigned.iso")
