@@ -327,6 +327,42 @@ func sha256(_ path: String) throws -> String {
         return report
     }
 
+    /// A dual-boot layout (an ESP behind a second El Torito entry and in the isohybrid GPT,
+    /// GRUB's files in subdirectories): copied, copied early, and into memory, the bytes libisofs
+    /// streams itself, its backup GPT at the end included.
+    @Test func aDualBootLayoutIsCopiedAsLibisofsStreamsIt() throws {
+        let demo = try DemoCopy()
+        var layout = try Self.copyLayout(demo)
+        let esp = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        layout.files += [
+            ISOFile(name: "efi.img", source: .bytes(esp)),
+            ISOFile(name: ".disk/info", source: .bytes(Array("COPYTEST\n".utf8))),
+            ISOFile(name: "boot/grub/grub.cfg", source: .bytes(Array("linux /kernel\n".utf8))),
+        ]
+        layout.efiBootImage = "efi.img"
+        layout.gptGUID = Array(0..<16)
+        layout.streamFileData = true
+        let reference = demo.path + "/dual-streamed.iso"
+        let streamed = try Self.writeToFile(layout, reference)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: reference))
+        #expect(!String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", reference, "-report_system_area", "plain"]).stdout, as: UTF8.self)
+            .contains("GPT backup problems"))
+        layout.streamFileData = false
+        let copied = try Self.writeToFile(layout, demo.path + "/dual-copied.iso")
+        #expect(copied.copiedBytes > 0 && copied.imageBytes == streamed.imageBytes, "\(copied)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: demo.path + "/dual-copied.iso")) == expected)
+        let memory = MemorySink()
+        _ = try Isofs.write(layout, to: memory, cancellation: CancellationFlag())
+        #expect(memory.data == expected)
+        let predicted = try #require(try Isofs.predictCopyPlan(Self.skeleton(layout)))
+        let file = try OutputFile(path: demo.path + "/dual-early.iso", confinedTo: nil)
+        let early = EarlyFileCopy(predicted.plan, into: file, cancellation: CancellationFlag())
+        let report = try Isofs.write(layout, to: file, early: early, cancellation: CancellationFlag())
+        try file.commit()
+        #expect(report.copiedEarly && !report.predictionMissed, "\(report)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: demo.path + "/dual-early.iso")) == expected)
+    }
+
     /// Whatever the sink, the copied image is byte for byte the one libisofs streams itself.
     @Test func copiedFileDataEqualsWhatLibisofsStreams() async throws {
         let demo = try DemoCopy()

@@ -34,8 +34,7 @@ struct ISOImageWriter: ImageWriter {
         var early: EarlyFileCopy?
         defer { early?.abandon() }
         var snapshot: TreeSnapshot?
-        // Not with a UEFI loader: its GPT makes libisofs stream the whole image (Isofs.write).
-        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true, try UEFIBoot.of(tree) == nil {
+        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true {
             let skeleton = try MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
             let facts = try TreeSnapshot.take(plan, files: skeleton, plain: true, cancellation: cancellation)
             snapshot = facts

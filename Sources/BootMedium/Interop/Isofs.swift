@@ -397,10 +397,7 @@ enum Isofs {
     private static func writeLocked(
         _ layout: ISOLayout, to sink: any ImageSink, early: EarlyFileCopy?, cancellation: CancellationFlag
     ) throws(BootMediumError) -> ISOWriteReport {
-        // With a GPT (an EFI image in an isohybrid layout) libisofs writes the backup GPT at the
-        // image's end, which the copy plan would fill with zeros: such images are streamed.
-        let streams = layout.streamFileData || (layout.efiBootImage != nil && layout.isohybridMBR != nil)
-        let decision: IsofsDataDecision? = streams ? nil : IsofsDataDecision()
+        let decision: IsofsDataDecision? = layout.streamFileData ? nil : IsofsDataDecision()
         // From here on, streams waiting for the decision must never block libisofs's writer
         // thread, which cancelling and freeing the burn source join.
         defer { decision?.decide(.abandon) }
@@ -697,40 +694,49 @@ struct ISOCopyPlan: Equatable, Sendable {
         if let boot = descriptors[0] {
             metadataEnd = max(metadataEnd, (Int64(bytes.le32(at: boot + 71)) + 1) * blockSize)
         }
-        // The root directory.
+        // The root directory and the directories below it (GRUB's `boot/grub`, `.disk`): their
+        // extents are metadata; files are found by their path.
         let rootStart = Int(bytes.le32(at: primary + 158)) * block
         let rootLength = Int(bytes.le32(at: primary + 166))
-        guard rootStart >= (index + 1) * block, rootLength > 0, rootLength % block == 0,
-            let all = try read(rootStart + rootLength)
-        else { return nil }
-        bytes = all
+        guard rootStart >= (index + 1) * block, rootLength > 0, rootLength % block == 0 else { return nil }
         var found: [String: (offset: Int64, size: Int64)] = [:]
         var others: [(offset: Int64, size: Int64)] = []
-        var position = rootStart
-        let rootEnd = rootStart + rootLength
-        while position < rootEnd {
-            let length = Int(bytes[position])
-            if length == 0 {  // the rest of this block is unused
-                position = (position / block + 1) * block
-                continue
-            }
-            guard length >= 34, position % block + length <= block else { return nil }
-            let record = Array(bytes[position..<(position + length)])
-            position += length
-            let nameLength = Int(record[32])
-            guard 33 + nameLength <= length else { return nil }
-            if nameLength == 1 && record[33] <= 1 { continue }  // "." and ".."
-            let flags = record[25]
-            guard flags & 0x82 == 0 else { return nil }  // no subdirectories, no multi-extent files
-            let extent = (offset: Int64(record.le32(at: 2)) * blockSize, size: Int64(record.le32(at: 10)))
-            guard let name = rockRidgeName(record, systemUseStart: 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)) else {
-                return nil
-            }
-            if files[name] != nil || memory[name] != nil {
-                guard found[name] == nil else { return nil }
-                found[name] = extent
-            } else {
-                others.append(extent)
+        var pending: [(start: Int, length: Int, prefix: String, depth: Int)] = [(rootStart, rootLength, "", 0)]
+        while let directory = pending.popLast() {
+            guard directory.length > 0, directory.length % block == 0, directory.depth < 8,
+                let all = try read(directory.start + directory.length)
+            else { return nil }
+            bytes = all
+            var position = directory.start
+            let end = directory.start + directory.length
+            while position < end {
+                let length = Int(bytes[position])
+                if length == 0 {  // the rest of this block is unused
+                    position = (position / block + 1) * block
+                    continue
+                }
+                guard length >= 34, position % block + length <= block else { return nil }
+                let record = Array(bytes[position..<(position + length)])
+                position += length
+                let nameLength = Int(record[32])
+                guard 33 + nameLength <= length else { return nil }
+                if nameLength == 1 && record[33] <= 1 { continue }  // "." and ".."
+                let flags = record[25]
+                guard flags & 0x80 == 0 else { return nil }  // no multi-extent files
+                let extent = (offset: Int64(record.le32(at: 2)) * blockSize, size: Int64(record.le32(at: 10)))
+                guard let name = rockRidgeName(record, systemUseStart: 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)) else {
+                    return nil
+                }
+                let path = directory.prefix + name
+                if flags & 0x02 != 0 {
+                    others.append(extent)
+                    pending.append((Int(extent.offset), Int(extent.size), path + "/", directory.depth + 1))
+                } else if (directory.depth == 0 && files[path] != nil) || memory[path] != nil {
+                    guard found[path] == nil else { return nil }
+                    found[path] = extent
+                } else {
+                    others.append(extent)
+                }
             }
         }
         // The files on disk, in image order, back to back.
@@ -760,17 +766,51 @@ struct ISOCopyPlan: Equatable, Sendable {
             guard extent.offset >= dataEnd else { return nil }
             tail.append(TailFile(offset: extent.offset, bytes: bytes))
         }
+        // The backup GPT libisofs writes at the image's end (an isohybrid GPT): made here from
+        // the primary one in the system area, as libisofs makes it.
+        if let system = try read(32 * block), let backup = backupGPT(systemArea: system, imageBytes: imageBytes) {
+            tail.append(backup)
+        }
         tail.sort { $0.offset < $1.offset }
         var tailEnd = dataEnd
         for file in tail {
             guard file.offset >= tailEnd else { return nil }
-            tailEnd = file.offset + blocks(Int64(file.bytes.count)) * blockSize
+            // Exact ends: the backup GPT ends with the image, inside a 2 KiB block.
+            tailEnd = file.offset + Int64(file.bytes.count)
         }
         guard dataStart >= fileDataStart, metadataEnd <= dataStart,
             others.allSatisfy({ $0.size == 0 || $0.offset + $0.size <= dataStart }),
             tailEnd <= imageBytes
         else { return nil }
         return ISOCopyPlan(dataStart: dataStart, extents: unique, tail: tail)
+    }
+
+    /// The backup GPT of an image whose system area (its first 64 KiB) holds a primary GPT at
+    /// LBA 1: the same partition entries and a header whose own and alternate LBAs and entry
+    /// LBA are swapped to the image's end (UEFI 2.x §5.3), CRC-32 recomputed. Nil without a GPT.
+    static func backupGPT(systemArea bytes: [UInt8], imageBytes: Int64) -> TailFile? {
+        guard bytes.count >= 1024, Array(bytes[512..<520]) == Array("EFI PART".utf8) else { return nil }
+        let headerSize = Int(bytes.le32(at: 512 + 12))
+        let entriesLBA = Int(bytes.le64(at: 512 + 72))
+        let entryCount = Int(bytes.le32(at: 512 + 80))
+        let entrySize = Int(bytes.le32(at: 512 + 84))
+        let entryBytes = entryCount * entrySize
+        let entrySectors = (entryBytes + 511) / 512
+        let lastLBA = Int64(bytes.le64(at: 512 + 32))
+        guard headerSize >= 92, headerSize <= 512, entryCount > 0, entrySize >= 128,
+            entriesLBA * 512 + entryBytes <= bytes.count, lastLBA == imageBytes / 512 - 1
+        else { return nil }
+        var header = Array(bytes[512..<(512 + headerSize)])
+        let backupEntriesLBA = lastLBA - Int64(entrySectors)
+        header.putLE64(UInt64(lastLBA), at: 24)  // this header's LBA
+        header.putLE64(bytes.le64(at: 512 + 24), at: 32)  // the primary's
+        header.putLE64(UInt64(backupEntriesLBA), at: 72)
+        header.putLE32(0, at: 16)
+        header.putLE32(CRC32.of(header), at: 16)
+        var result = Array(bytes[(entriesLBA * 512)..<(entriesLBA * 512 + entryBytes)])
+        result += [UInt8](repeating: 0, count: entrySectors * 512 - entryBytes)
+        result += header + [UInt8](repeating: 0, count: 512 - headerSize)
+        return TailFile(offset: backupEntriesLBA * 512, bytes: result)
     }
 
     /// The Rock Ridge name (NM entries) in a directory record's system use area; nil when there
