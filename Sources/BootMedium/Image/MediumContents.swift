@@ -171,7 +171,9 @@ struct MediumContents {
         -> [MediumFile]
     {
         let placeholder = ISOFile.Source.bytes([0])
-        let esp = try UEFIBoot.of(tree) == nil ? [] : [MediumFile(name: UEFIBoot.espImageName, source: placeholder)]
+        // The same names as the final contents (GRUB's directories are metadata before the data).
+        let esp = try UEFIBoot.of(tree) == nil ? [] : ([MediumFile(name: UEFIBoot.espImageName, source: placeholder)]
+            + UEFIBoot.isoFiles(config: "", versionString: "").map { MediumFile(name: $0.name, source: placeholder) })
         return try files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
             + [MediumFile(name: configName, source: placeholder)] + esp + [MediumFile(name: Manifest.path, source: placeholder)]
     }
