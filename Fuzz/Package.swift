@@ -1,6 +1,7 @@
 // swift-tools-version: 6.2
-// libFuzzer targets for bootmedium's image readers (issue #9). A side package so the main
-// package and its `swift build` stay untouched: build and run it with `tools/fuzz`.
+// libFuzzer targets for bootmedium's image readers (issue #9) and request-path readers (issue #15).
+// A side package so the main package and its `swift build` stay untouched: build and run it with
+// `tools/fuzz`.
 import Foundation
 import PackageDescription
 
@@ -14,7 +15,8 @@ let mainPackage = parent.standardizedFileURL.lastPathComponent
 /// Each target defines `LLVMFuzzerTestOneInput` (libFuzzer supplies `main`).
 let fuzzTarget: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
 
-let targets = ["FuzzISO9660", "FuzzFAT", "FuzzCpioOverlay", "FuzzBootConfig", "FuzzInspect", "FuzzCramfs"]
+let targets = ["FuzzISO9660", "FuzzFAT", "FuzzCpioOverlay", "FuzzBootConfig", "FuzzInspect", "FuzzCramfs",
+               "FuzzPLCConfig", "FuzzNodeStore", "FuzzTreeFacts"]
 
 let package = Package(
     name: "bootmedium-fuzz",

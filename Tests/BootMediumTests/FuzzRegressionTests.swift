@@ -128,6 +128,26 @@ import Testing
         #expect(ParsedBootConfig(path: "/c", text: "DEFAULT a\u{2028}b\n").defaultLabel == "a\u{2028}b")
     }
 
+    // MARK: - plc_config (FuzzPLCConfig)
+
+    /// FuzzPLCConfig, crash-9e5f90f7 (minimised to 4 bytes, `S=\r\n`): `\r\n` is one Character
+    /// in Swift, so plc_config, split into lines at "\n", had no line end in a CRLF file: the whole
+    /// file was one line, whose unquoted first value ran on over the next lines (a PLC_NAME that
+    /// swallowed PLC_ROOT_PASSWORD would carry it into the image's etc/issue and pl_version), and
+    /// a CRLF file starting with a comment read as empty.
+    @Test func plcConfigWithDOSLineEndsParsesLineByLine() throws {
+        let input = try Self.input("plc-config-crlf-value.txt")
+        #expect(input == Array("S=\r\n".utf8))
+        #expect(PLCConfiguration(parsing: String(decoding: input, as: UTF8.self)).values == ["S": ""])
+        let text = "# generated\r\nPLC_NAME=Demo\r\nPLC_ROOT_PASSWORD=\"secret\"\r\nexport PLC_BOOT_HOST='boot.example.org'\r\n"
+        let config = PLCConfiguration(parsing: text)
+        #expect(config.values == ["PLC_NAME": "Demo", "PLC_ROOT_PASSWORD": "secret", "PLC_BOOT_HOST": "boot.example.org"])
+        #expect(PLCConfiguration(parsing: text.replacingOccurrences(of: "\r\n", with: "\n")) == config)
+        // No value holds a line end, whatever the quoting; a lone CR is no line end (as in sh).
+        let mixed = PLCConfiguration(parsing: "A=x\r\nB=y\nC=\"z\r\nD='w\r\nE=v\rF=u\n")
+        #expect(mixed.values == ["A": "x", "B": "y", "C": "z", "D": "w", "E": "v\rF=u"])
+    }
+
     // MARK: - ISO 9660 (FuzzISO9660)
 
     /// A minimal ISO: PVD at 16, terminator at 17, a root directory at 20 whose records are

@@ -29,9 +29,17 @@ public struct JSONNodeStore: NodeSource {
     /// Opens the store at `path` (not read until used).
     public init(path: String) { self.path = path }
 
-    private struct Document: Decodable, Sendable {
+    /// A store's contents as a lookup decodes them.
+    struct Document: Decodable, Sendable {
         var nodes: [Node]?
         var interfaces: [Interface]?
+    }
+
+    /// The contents of a store whose text is `bytes`, after every check a lookup runs
+    /// (``validate(_:)``); `path` only names the store in errors. The entry point of the fuzz
+    /// target `FuzzNodeStore` (Fuzz/), which cannot reach the private check otherwise.
+    static func document(from bytes: [UInt8], path: String) throws(BootMediumError) -> Document {
+        try JSONNodeStore(path: path).validate(bytes)
     }
 
     /// Stores parsed in this process, by path, with the identity of the file version they were

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Accepted line forms: `KEY="value"` (with `\"`, `\\`, `\$` and `` \` `` escapes),
 /// `KEY='value'`, `KEY=value`, an optional leading `export `, blank lines and `#` comments.
-/// Other lines are ignored.
+/// Other lines are ignored. Lines end at LF or CRLF, so no key or value holds a line end.
 public struct PLCConfiguration: Equatable, Sendable {
     /// Every key read, with its value.
     public let values: [String: String]
@@ -13,7 +13,8 @@ public struct PLCConfiguration: Equatable, Sendable {
     /// Parses the text of a `plc_config` file.
     public init(parsing text: String) {
         var values: [String: String] = [:]
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        // `\r\n` is one Character: split at it too, or a CRLF file is one line.
+        for rawLine in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             var line = Substring(rawLine.trimmingCharacters(in: .whitespaces))
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("export ") { line = line.dropFirst(7) }
