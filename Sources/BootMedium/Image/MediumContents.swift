@@ -61,8 +61,6 @@ struct MediumContents {
     /// The cramfs root of a cramfs image type: its anonymous file backs `cramfs.img`, so the
     /// contents must outlive the image write.
     var cramfs: CramfsRoot.Image? = nil
-    /// The ESP image's name among `files` (ISO with a UEFI loader), else nil.
-    var espImage: String? = nil
 
     /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
     /// the boot loader files of the image type. The tree's facts come from `snapshot` when given
@@ -107,7 +105,6 @@ struct MediumContents {
             files = try Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
         }
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
-        var espImage: String?
         if let uefi = try UEFIBoot.of(tree) {
             switch placement {
             case .volume:
@@ -118,7 +115,6 @@ struct MediumContents {
                 let bytes = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
                 files.append(MediumFile(name: UEFIBoot.espImageName, source: .bytes(bytes)))
                 files += UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
-                espImage = UEFIBoot.espImageName
             }
         }
         let snapshot: TreeSnapshot
@@ -148,7 +144,7 @@ struct MediumContents {
         }
         let manifest = Manifest.of(plan, files: entries)
         files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
-        return MediumContents(files: files, manifest: manifest, cramfs: cramfs, espImage: espImage)
+        return MediumContents(files: files, manifest: manifest, cramfs: cramfs)
     }
 
     /// The files of a (non-cramfs) image before its boot config and manifest, in medium order.

@@ -237,15 +237,18 @@ enum Posix {
             if fchmod(fd, mode) != 0 { throw .io("chmod", path: temp, errno: errno) }
             try writeAll(fd, data, path: temp)
             if durable { try sync(fd, path: temp) }
-            if anonymous {
-                let target = replacing ? tempName : name
+            if anonymous && !replacing {
+                let code = linkAnonymous(fd, in: dfd, as: name)  // the final name: nothing to clean up
+                if code != 0 { throw .io("link", path: path, errno: code) }
+            } else if anonymous {
+                // Named (and registered for signal clean-up) only now, complete, until the rename.
                 let descriptor = fd
                 let (linked, code) = TempFileRegistry.shared.create(temp) { () -> Int32 in
-                    let code = linkAnonymous(descriptor, in: dfd, as: target)
+                    let code = linkAnonymous(descriptor, in: dfd, as: tempName)
                     errno = code
                     return code == 0 ? 0 : -1
                 }
-                if linked < 0 { throw .io("link", path: replacing ? temp : path, errno: code) }
+                if linked < 0 { throw .io("link", path: temp, errno: code) }
             }
         } catch {
             close(fd)
