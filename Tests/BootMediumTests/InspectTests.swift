@@ -198,7 +198,7 @@ import Testing
         let counter = Counter()
         let fs = Listed(iso: reader, manifest: Array(text), counter: counter)
         let start = Date()
-        let check = try ImageInspector.checkManifest(fs: fs, files: try fs.files())
+        let check = try ImageInspector.checkManifest(fs: fs, files: try fs.files(), image: reader.image)
         #expect(Date().timeIntervalSince(start) < 2)
         #expect(counter.hashes == files.count)
         #expect(check.status == "mismatch")

@@ -116,6 +116,29 @@ import Testing
         #expect(try mtoolsRead(part, "EFI/BOOT/BOOTX64.EFI") == Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/shimx64.efi")))
     }
 
+    /// inspect reports the ESP image's files (and the manifest lists them, checked), the GPT
+    /// of the hybrid layout as sfdisk reads it, and a changed ESP file as a mismatch.
+    @Test func inspectReportsTheESPAndTheGPT() async throws {
+        let demo = try DemoCopy()
+        let iso = try await demo.build("node-iso", options: ["serial"], name: "esp.iso")
+        let report = try ImageInspector.inspect(path: iso)
+        #expect(report.manifest.status == "ok", "\(report.manifest.problems)")
+        let esp = try #require(report.esp)
+        #expect(esp.volumeLabel == "EFIBOOT")
+        #expect(esp.files.map(\.path).sorted() == ["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/grubx64.efi", "/EFI/BOOT/mmx64.efi"])
+        let listed = try #require(report.manifest.manifest?.files.first { $0.path == "efi.img" }?.files)
+        for name in ["shimx64.efi", "grubx64.efi", "mmx64.efi"] {
+            let inTree = Digest.sha256(Array(try Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/" + name))))
+            let onESP = "EFI/BOOT/" + (name == "shimx64.efi" ? "BOOTX64.EFI" : name)
+            #expect(listed.first { $0.path == onESP }?.sha256 == inTree, "\(onESP)")
+        }
+        let gpt = try #require(report.gpt)
+        #expect(gpt.headerCRCOK && gpt.entriesCRCOK && gpt.backupOK)
+        // Two builds under SOURCE_DATE_EPOCH: the same GPT GUIDs.
+        let again = try ImageInspector.inspect(path: try await demo.build("node-iso", options: ["serial"], name: "esp2.iso"))
+        #expect(again.gpt == gpt)
+    }
+
     /// inspect parses GRUB's config; verify finds it current, and reports a GRUB config that
     /// no longer boots what SYSLINUX boots.
     @Test func inspectAndVerifyReadTheGrubConfig() async throws {

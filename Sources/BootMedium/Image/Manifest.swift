@@ -25,6 +25,9 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// Byte ranges zeroed before hashing (`[start, end)` pairs), when the writer patches
         /// them after layout.
         public var zeroed: [[Int64]]?
+        /// The files inside this file when it is itself a FAT volume (the ESP image `efi.img`
+        /// an ISO's El Torito EFI entry loads), paths relative to that volume's root.
+        public var files: [File]? = nil
     }
 
     /// ``schemaID``.

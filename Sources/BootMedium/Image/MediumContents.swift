@@ -11,6 +11,8 @@ struct MediumFile: Sendable {
     var zeroed: [[Int64]]? = nil
     /// The SHA-256 when already known (a generated file behind a `.path`).
     var sha256: String? = nil
+    /// The manifest entries of the files inside, when this file is a FAT volume (the ESP image).
+    var volumeFiles: [Manifest.File]? = nil
 }
 
 /// The facts a medium's manifest and boot config take from the tree's files on disk (their
@@ -112,8 +114,8 @@ struct MediumContents {
             case .espImage:
                 // The ESP holds the loader alone (the same for every node); GRUB's config lies
                 // in the ISO 9660 file system.
-                let bytes = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
-                files.append(MediumFile(name: UEFIBoot.espImageName, source: .bytes(bytes)))
+                let esp = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
+                files.append(MediumFile(name: UEFIBoot.espImageName, source: .bytes(esp.bytes), volumeFiles: esp.files))
                 files += UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
             }
         }
@@ -130,7 +132,7 @@ struct MediumContents {
                 entries.append(
                     Manifest.File(
                         path: file.name, size: Int64(bytes.count),
-                        sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed))
+                        sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed, files: file.volumeFiles))
             case .file(let input):
                 if let known = file.sha256 {
                     entries.append(Manifest.File(path: file.name, size: input.size, sha256: known, zeroed: nil))

@@ -52,18 +52,22 @@ struct UEFIBoot {
     }
 
     /// An EFI system partition image (a FAT volume, sized to fit) holding `files`, for the El
-    /// Torito EFI boot entry of an ISO; its serial number derives from the plan's inputs under
-    /// `SOURCE_DATE_EPOCH`.
+    /// Torito EFI boot entry of an ISO, with the manifest entries of those files; its serial
+    /// number derives from the plan's inputs under `SOURCE_DATE_EPOCH`.
     static func espImage(_ files: [MediumFile], plan: BootPlan, cancellation: CancellationFlag)
-        throws(BootMediumError) -> [UInt8]
+        throws(BootMediumError) -> (bytes: [UInt8], files: [Manifest.File])
     {
         var specs: [FATFileSpec] = []
+        var entries: [Manifest.File] = []
         for file in files {
             let path = file.name.split(separator: "/").map(String.init)
+            let bytes: [UInt8]
             switch file.source {
-            case .bytes(let bytes): specs.append(FATFileSpec(path: path, bytes: bytes))
-            case .file(let input): specs.append(FATFileSpec(path: path, bytes: try input.readAll()))
+            case .bytes(let given): bytes = given
+            case .file(let input): bytes = try input.readAll()
             }
+            specs.append(FATFileSpec(path: path, bytes: bytes))
+            entries.append(Manifest.File(path: file.name, size: Int64(bytes.count), sha256: Digest.sha256(bytes), zeroed: nil))
         }
         let options = FATVolumeOptions(
             label: "EFIBOOT", volumeID: MediumContents.identity(plan, purpose: "esp volume id"), timestamp: plan.clock.now)
@@ -72,6 +76,6 @@ struct UEFIBoot {
         let stream = ImageStream(sink: sink, cancellation: cancellation)
         try volume.write(to: stream)
         try stream.flush()
-        return Array(sink.data)
+        return (Array(sink.data), entries.sorted { $0.path < $1.path })
     }
 }

@@ -52,7 +52,18 @@ public enum ImageInspector {
         let image = try ImageBytes(path: path)
         guard image.size > 0 else { throw BootMediumError(.invalidImage, "\(path) is empty", context: ["path": path]) }
         let probe = try Blkid.probe(fd: image.fd, size: image.size, path: path)
-        let partitions = probe.partitionTable == "dos" ? try mbrPartitions(image) : nil
+        // A GPT disk keeps a (protective or hybrid) MBR in sector 0: both are reported.
+        let partitions = probe.partitionTable == "dos" || probe.partitionTable == "gpt" ? try mbrPartitions(image) : nil
+        var report = try inspectFileSystem(image, probe: probe, partitions: partitions, showSecrets: showSecrets)
+        report.gpt = try gpt(image)
+        return report
+    }
+
+    /// The report of the file system libblkid found.
+    private static func inspectFileSystem(
+        _ image: ImageBytes, probe: Blkid.Probe, partitions: [InspectionReport.Partition]?, showSecrets: Bool
+    ) throws(BootMediumError) -> InspectionReport {
+        let path = image.path
         switch probe.filesystem {
         case "iso9660":
             let iso = try ISO9660Reader(image)
@@ -70,7 +81,13 @@ public enum ImageInspector {
                         bootInfoTable: try iso.bootInfoTable(rba: boot.loadRBA, file: file)))
             }
             report.elTorito = boots
-            report.efiLoader = report.efiLoader || (report.elTorito ?? []).contains { $0.platform == "UEFI" }
+            if let efi = boots.first(where: { $0.platform == "UEFI" }) {
+                report.efiLoader = true
+                let volume = try FATReader(image, offset: Int64(efi.loadRBA) * ISO9660Reader.sector)
+                report.esp = InspectionReport.ESP(
+                    path: efi.image, volumeLabel: String(decoding: volume.boot.extended.volumeLabel, as: UTF8.self).trimmingCharacters(in: .whitespaces),
+                    files: try volume.files())
+            }
             return report
         case "vfat":
             let fat = try FATReader(image)
@@ -105,6 +122,45 @@ public enum ImageInspector {
                 "\(path): not an image bootmedium can read (libblkid: \(probe.filesystem ?? "no filesystem")\(probe.partitionTable.map { ", \($0) partition table" } ?? ""))",
                 context: ["path": path])
         }
+    }
+
+    /// The GPT whose primary header lies at LBA 1, checked (CRC-32 of header and entries, the
+    /// backup header at its alternate LBA); nil when LBA 1 holds no GPT header.
+    static func gpt(_ image: ImageBytes) throws(BootMediumError) -> InspectionReport.GPT? {
+        guard image.size >= 1024 else { return nil }
+        let sector = try image.read(512, 512, what: "GPT header")
+        guard Array(sector[0..<8]) == GPTHeader.signature else { return nil }
+        let header = try GPTHeader(decoding: sector)
+        let entryBytes = header.entryBytes
+        guard header.entriesLBA >= 2, Int64(header.entriesLBA) * 512 + Int64(entryBytes) <= image.size else {
+            throw BootMediumError(.invalidImage, "The GPT's partition entries lie outside the image", context: ["path": image.path])
+        }
+        let entries = try image.read(Int64(header.entriesLBA) * 512, entryBytes, what: "GPT partition entries")
+        var partitions: [InspectionReport.GPTPartition] = []
+        for index in 0..<Int(header.entryCount) {
+            let entry = GPTPartitionEntry(decoding: entries.bytes(at: index * Int(header.entrySize), count: GPTPartitionEntry.size))
+            guard entry.isUsed else { continue }
+            partitions.append(
+                InspectionReport.GPTPartition(
+                    number: index + 1, type: entry.type.description, typeName: entry.type.typeName, guid: entry.unique.description,
+                    firstLBA: Int64(entry.firstLBA), lastLBA: Int64(entry.lastLBA), name: entry.name,
+                    attributes: String(format: "0x%016llx", entry.attributes)))
+        }
+        var backupOK = false
+        if header.alternateLBA > 1, Int64(header.alternateLBA) * 512 + 512 <= image.size {
+            let backupSector = try image.read(Int64(header.alternateLBA) * 512, 512, what: "backup GPT header")
+            if let backup = try? GPTHeader(decoding: backupSector), GPTHeader.crcMatches(backupSector),
+                backup.currentLBA == header.alternateLBA, backup.entryCount == header.entryCount,
+                backup.entrySize == header.entrySize, backup.entriesCRC == header.entriesCRC,
+                Int64(backup.entriesLBA) * 512 + Int64(entryBytes) <= image.size
+            {
+                backupOK = try image.read(Int64(backup.entriesLBA) * 512, entryBytes, what: "backup GPT entries") == entries
+            }
+        }
+        return InspectionReport.GPT(
+            diskGUID: header.diskGUID.description, firstUsableLBA: Int64(header.firstUsableLBA),
+            lastUsableLBA: Int64(header.lastUsableLBA), headerCRCOK: GPTHeader.crcMatches(sector),
+            entriesCRCOK: CRC32.of(entries) == header.entriesCRC, backupOK: backupOK, partitions: partitions)
     }
 
     /// The four primary MBR partitions, when sector 0 carries the 55 AA signature and any entry.
@@ -173,7 +229,7 @@ public enum ImageInspector {
             image: .init(path: image.path, size: image.size, type: type, filesystem: probe.filesystem, partitionTable: probe.partitionTable),
             volumeID: nil, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: efi, files: files,
             bootConfigs: configs, grubConfigs: grubConfigs.isEmpty ? nil : grubConfigs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
-            manifest: try checkManifest(fs: fs, files: files), cramfs: cramfs)
+            manifest: try checkManifest(fs: fs, files: files, image: image), cramfs: cramfs)
     }
 
     /// Walks a cramfs once (checking every block), and reads its node config, version and init
@@ -205,7 +261,7 @@ public enum ImageInspector {
     }
 
     /// Checks the embedded manifest against the files.
-    static func checkManifest(fs: some InspectableFileSystem, files: [InspectionReport.File]) throws(BootMediumError)
+    static func checkManifest(fs: some InspectableFileSystem, files: [InspectionReport.File], image: ImageBytes) throws(BootMediumError)
         -> InspectionReport.ManifestCheck
     {
         guard let file = files.first(where: { $0.path == "/" + Manifest.path }) else {
@@ -245,6 +301,7 @@ public enum ImageInspector {
             }
             let digest = try fs.sha256(actual.path, zeroed: entry.zeroed)
             if digest != entry.sha256 { problems.append("\(entry.path): SHA-256 differs from the manifest") }
+            if let inner = entry.files { problems += try checkVolume(entry.path, listing: inner, in: fs, image: image) }
         }
         for actual in files where !listed.contains(actual.path.lowercased()) && !unlisted.contains(actual.path.lowercased()) {
             if !actual.path.lowercased().hasPrefix("/ldlinux.") {
@@ -252,5 +309,43 @@ public enum ImageInspector {
             }
         }
         return .init(status: problems.isEmpty ? "ok" : "mismatch", problems: problems, manifest: manifest)
+    }
+
+    /// The differences between the files of the FAT volume stored as `path` (the ESP image)
+    /// and the manifest's `listing` of them.
+    static func checkVolume(_ path: String, listing: [Manifest.File], in fs: some InspectableFileSystem, image: ImageBytes)
+        throws(BootMediumError) -> [String]
+    {
+        guard let extent = try fs.contiguousExtent("/" + path) else { return ["\(path): not stored contiguously"] }
+        let volume: FATReader
+        do throws(BootMediumError) {
+            volume = try FATReader(image, offset: extent.offset)
+        } catch {
+            return ["\(path): not a FAT volume (\(error.message))"]
+        }
+        var problems: [String] = []
+        var byPath: [String: InspectionReport.File] = [:]
+        for file in try volume.files() { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
+        var listed: Set<String> = []
+        for entry in listing {
+            let name = "/" + entry.path
+            guard listed.insert(name.lowercased()).inserted else {
+                problems.append("\(path)/\(entry.path): listed more than once in the manifest")
+                continue
+            }
+            guard let actual = byPath[name.lowercased()] else {
+                problems.append("\(path)/\(entry.path): listed in the manifest, missing from the volume")
+                continue
+            }
+            if actual.size != entry.size {
+                problems.append("\(path)/\(entry.path): size \(actual.size), manifest says \(entry.size)")
+            } else if try volume.sha256(actual.path, zeroed: nil) != entry.sha256 {
+                problems.append("\(path)/\(entry.path): SHA-256 differs from the manifest")
+            }
+        }
+        for actual in byPath.values where !listed.contains(actual.path.lowercased()) {
+            problems.append("\(path)\(actual.path): in the volume, not in the manifest")
+        }
+        return problems.sorted()
     }
 }

@@ -33,6 +33,40 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         public var startSector: Int64
         public var sectors: Int64
     }
+    /// A GPT (an ISO's hybrid layout): the primary header at LBA 1, checked, and its partitions.
+    public struct GPT: Codable, Equatable, Sendable {
+        public var diskGUID: String
+        public var firstUsableLBA: Int64
+        public var lastUsableLBA: Int64
+        /// Whether the primary header's and the entry array's CRC-32 are right.
+        public var headerCRCOK: Bool
+        public var entriesCRCOK: Bool
+        /// Whether the backup header (at the primary's alternate LBA) is present, with a right
+        /// CRC-32 and the primary's entries.
+        public var backupOK: Bool
+        public var partitions: [GPTPartition]
+    }
+    /// A used GPT partition entry (sectors of 512 bytes).
+    public struct GPTPartition: Codable, Equatable, Sendable {
+        public var number: Int
+        /// The type GUID, and its name when it is one bootmedium knows (`EFI system`, `basic data`).
+        public var type: String
+        public var typeName: String?
+        public var guid: String
+        public var firstLBA: Int64
+        /// Inclusive.
+        public var lastLBA: Int64
+        public var name: String
+        /// The attribute bits, hex.
+        public var attributes: String
+    }
+    /// The EFI system partition image an ISO's El Torito EFI entry loads (a FAT volume).
+    public struct ESP: Codable, Equatable, Sendable {
+        /// The file in the ISO (`/efi.img`), or nil when the entry points at no file.
+        public var path: String?
+        public var volumeLabel: String
+        public var files: [File]
+    }
     /// SYSLINUX on a FAT filesystem.
     public struct Syslinux: Codable, Equatable, Sendable {
         public var installed: Bool
@@ -81,6 +115,10 @@ public struct InspectionReport: Codable, Equatable, Sendable {
     public var volumeID: String?
     public var elTorito: [ElToritoEntry]?
     public var partitions: [Partition]?
+    /// The GPT, when the image has one (ISOs: the hybrid layout's).
+    public var gpt: GPT? = nil
+    /// The ESP image of an ISO's EFI boot entry.
+    public var esp: ESP? = nil
     public var syslinux: Syslinux?
     public var efiLoader: Bool
     public var files: [File]
@@ -106,6 +144,15 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         }
         for p in partitions ?? [] {
             lines.append("partition \(p.number)\(p.active ? " (active)" : "") type \(p.type), sectors \(p.startSector)+\(p.sectors)")
+        }
+        if let gpt {
+            lines.append("gpt       disk \(gpt.diskGUID), header \(gpt.headerCRCOK && gpt.entriesCRCOK ? "ok" : "BAD CRC"), backup \(gpt.backupOK ? "ok" : "missing or bad")")
+            for p in gpt.partitions {
+                lines.append("          \(p.number) \(p.typeName ?? p.type) \"\(p.name)\", sectors \(p.firstLBA)-\(p.lastLBA)")
+            }
+        }
+        if let esp {
+            lines.append("esp       \(esp.path ?? "(no file)") (\(esp.volumeLabel)): \(esp.files.map { $0.path }.joined(separator: " "))")
         }
         if let syslinux { lines.append("syslinux  \(syslinux.installed ? "installed" + (syslinux.version.map { " (\($0))" } ?? "") : "not installed")") }
         if efiLoader { lines.append("efi       loader present") }
