@@ -3,6 +3,9 @@ import PackageDescription
 
 /// Our own targets build with every warning treated as an error.
 let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+/// The library's test seams (hooks the tests set to change a file under a running writer)
+/// exist in debug builds only: a release binary carries none.
+let library: [SwiftSetting] = strict + [.define("BOOTMEDIUM_TEST_SEAMS", .when(configuration: .debug))]
 
 let package = Package(
     name: "bootmedium",
@@ -42,7 +45,7 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strict,
+            swiftSettings: library,
             // libarchive comes from its static archive in release builds: only the cpio, gzip and
             // raw code we call is linked in, without libarchive's libxml2 and ICU, whose loading,
             // initialisation and teardown cost ~1 ms of every run (README, benchmarks). The

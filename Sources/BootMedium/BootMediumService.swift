@@ -22,10 +22,14 @@ public enum DeliveredMedium: Equatable, Sendable {
 public struct BootMediumService: Sendable {
     /// The planner (root, node source, clock).
     public let planner: Planner
+    /// The medium templates plain media are made from (nil: every medium is built in full).
+    public let templates: TemplateCache?
 
-    /// Creates a service over a PLC root and a node source.
-    public init(root: PLCRoot, nodes: any NodeSource, clock: BuildClock) {
+    /// Creates a service over a PLC root and a node source; plain media come from `templates`
+    /// (docs/templates.md), kept in the work dir.
+    public init(root: PLCRoot, nodes: any NodeSource, clock: BuildClock, templates: TemplateCache? = TemplateCache()) {
         planner = Planner(root: root, nodes: nodes, clock: clock)
+        self.templates = templates
     }
 
     /// `GetBootMedium(auth, node_id_or_hostname, action, filename, options)`: an empty
@@ -43,12 +47,7 @@ public struct BootMediumService: Sendable {
     public func run(_ request: BootMediumRequest) async throws(BootMediumError) -> DeliveredMedium {
         let plan = try await planner.plan(request)
         if Task.isCancelled { throw BootMediumError(.cancelled, "The request was cancelled") }
-        var writer: (any ImageWriter)?
-        if let type = plan.imageType {
-            guard let found = ImageWriters.writer(for: type) else { throw Self.unsupported(type, plan.action) }
-            writer = found
-        }
-        let chosen = writer
+        let chosen = plan.imageType.map { ImageWriters.writer(for: $0, templates: templates) }
         guard plan.action.renewsKey, let node = plan.node else {
             return try await produce(plan, writer: chosen, renewal: nil, syncs: request.syncsOutput)
         }
@@ -79,12 +78,6 @@ public struct BootMediumService: Sendable {
             }
         }
         return delivered.medium
-    }
-
-    private static func unsupported(_ type: ImageType, _ action: BootAction) -> BootMediumError {
-        BootMediumError(
-            .notSupported, "Image type \(type.rawValue) (\(action.rawValue)) is not supported yet",
-            context: ["type": type.rawValue])
     }
 
     private struct Delivery: @unchecked Sendable {

@@ -203,7 +203,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
             for _ in 0..<2 {
                 let sink = MemorySink()
                 let type = try #require(plan.imageType)
-                let writer = try #require(ImageWriters.writer(for: type))
+                let writer = ImageWriters.writer(for: type, templates: TemplateCache())
                 try writer.write(ImageInputs(plan: plan, nodeConfigText: "NODE_ID=\"1\"\n"), to: sink, cancellation: CancellationFlag())
                 digests.insert(SHA256.hash(data: sink.data).map { String(format: "%02x", $0) }.joined())
             }

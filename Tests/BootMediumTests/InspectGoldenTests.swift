@@ -70,7 +70,7 @@ final class SyntheticRoot: @unchecked Sendable {
         let plan = try await service().planner.plan(
             BootMediumRequest(caller: .admin, node: "12", action: action, filename: nil, options: options))
         let type = try #require(plan.imageType)
-        let writer = try #require(ImageWriters.writer(for: type))
+        let writer = ImageWriters.writer(for: type, templates: TemplateCache())
         let sink = MemorySink()
         let config = "NODE_ID=\"12\"\nNODE_KEY=\"golden-key\"\nIP_METHOD=\"dhcp\"\nHOST_NAME=\"node1\"\nDOMAIN_NAME=\"golden.example.org\"\n"
         try writer.write(ImageInputs(plan: plan, nodeConfigText: config), to: sink, cancellation: CancellationFlag())

@@ -83,8 +83,10 @@ enum FileCopy {
     /// an ISO head or a FAT's first cluster, runs about 25 % slower on Linux 6.x).
     static let alignment: Int64 = 64 << 10
 
+    #if BOOTMEDIUM_TEST_SEAMS
     /// Tests: by source path, called before each piece with the bytes copied so far.
     static let beforePiece = Mutex<[String: @Sendable (Int64) -> Void]>([:])
+    #endif
 
     /// Appends the `size` bytes of the regular file at `path` to `sink`, where they land at
     /// `imageOffset`, checking `cancellation` before every piece. Pieces are copied in the kernel
@@ -132,13 +134,17 @@ enum FileCopy {
         if fd < 0 { throw .io("open", path: path, errno: errno) }
         defer { close(fd) }
         try checkSize(fd, path: path, size: size)
+        #if BOOTMEDIUM_TEST_SEAMS
         let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }
+        #endif
         let prefix = min(size, (alignment - imageOffset % alignment) % alignment)
         var done: Int64 = 0
         var kernel = true
         while done < size {
             try check()
+            #if BOOTMEDIUM_TEST_SEAMS
             hook?(done)
+            #endif
             if kernel && done >= prefix {
                 let want = Int(min(Int64(piece), size - done))
                 if let n = try copy(fd, done, want), n > 0 {
@@ -152,12 +158,7 @@ enum FileCopy {
             let offset = done
             let n = Posix.retrying { pread(fd, buffer.baseAddress!, want, off_t(offset)) }
             if n < 0 { throw .io("read", path: path, errno: errno) }
-            if n == 0 {
-                let shown = InputFile.shown(path)
-                throw BootMediumError(
-                    .imageBuildFailed, "\(shown) ended early while the image was built",
-                    context: ["path": shown, "expected": String(size), "read": String(done)])
-            }
+            if n == 0 { throw endedEarly(path, expected: size, read: done) }
             try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), offset)
             done += Int64(n)
         }
@@ -170,12 +171,31 @@ enum FileCopy {
         guard Int64(info.st_size) == size else { throw changedSize(path, expected: size, actual: Int64(info.st_size)) }
     }
 
+    /// A source file that ended before the size the image was laid out for.
+    static func endedEarly(_ path: String, expected: Int64, read: Int64) -> BootMediumError {
+        let shown = InputFile.shown(path)
+        return BootMediumError(
+            .imageBuildFailed, "\(shown) ended early while the image was built",
+            context: ["path": shown, "expected": String(expected), "read": String(read)])
+    }
+
     /// A source file found at another size than the image was laid out for.
     static func changedSize(_ path: String, expected: Int64, actual: Int64) -> BootMediumError {
         let path = InputFile.shown(path)
         return BootMediumError(
             .imageBuildFailed, "\(path) changed size while the image was built",
             context: ["path": path, "expected": String(expected), "actual": String(actual)])
+    }
+
+    /// Appends `bytes` to `sink` through `buffer` (at most its size per `write`).
+    static func appendBytes(_ bytes: [UInt8], to sink: any ImageSink, buffer: UnsafeMutableRawBufferPointer) throws(BootMediumError) {
+        var index = 0
+        while index < bytes.count {
+            let n = min(buffer.count, bytes.count - index)
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + index, byteCount: n) }
+            try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            index += n
+        }
     }
 
     /// Appends `count` zero bytes to `sink`, at most `zeros.count` per `write`. `zeros` must hold

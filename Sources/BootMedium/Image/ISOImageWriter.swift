@@ -1,56 +1,46 @@
-import Foundation
-
-/// Writes `iso` images (node-iso, generic-iso) with libisofs (BEHAVIOUR.md §5.3): Rock Ridge +
-/// Joliet, El Torito no-emulation boot of `isolinux.bin` (load size 4, boot info table,
-/// `boot.cat`), `ldlinux.c32` beside it, and an isohybrid MBR from the tree's `isohdpfx.bin` so
-/// the same image boots from a USB disk. All dates come from the plan's clock.
-struct ISOImageWriter: ImageWriter {
+/// The `iso` image type (node-iso, generic-iso) laid out by libisofs (BEHAVIOUR.md §5.3): Rock
+/// Ridge + Joliet, El Torito no-emulation boot of `isolinux.bin` (load size 4, boot info table,
+/// `boot.cat`), `ldlinux.c32` beside it, an isohybrid MBR from the tree's `isohdpfx.bin` so the
+/// same image boots from a USB disk, and the UEFI entry with its ESP image when the tree has a
+/// UEFI loader. All dates come from the plan's clock.
+struct ISOMediumLayout: MediumLayout {
     /// The boot info table libisofs writes into `isolinux.bin` after layout.
     static let bootInfoTable: [[Int64]] = [[8, 64]]
 
-    func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag)
-        throws(BootMediumError)
-    {
-        let plan = inputs.plan
-        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let loader = [
+    var configName: String { "isolinux.cfg" }
+    var uefiPlacement: UEFIPlacement { .espImage }
+
+    func loaderFiles(_ tree: BootcdTree) throws(BootMediumError) -> [MediumFile] {
+        [
             MediumFile(name: "isolinux.bin", source: .bytes(try MediumContents.read(tree, tree.isolinuxBinPath)), zeroed: Self.bootInfoTable),
             MediumFile(name: "ldlinux.c32", source: .file(try tree.file(tree.isolinuxLdlinuxC32Path, role: .loader))),
         ]
-        let isohybridMBR = try MediumContents.read(tree, tree.isohybridMBRPath)
-        let gptGUID = MediumContents.guid(plan, purpose: "gpt disk guid")
-        func layout(_ files: [MediumFile]) -> ISOLayout {
-            ISOLayout(
-                volumeID: MediumContents.label(plan, length: 32),
-                files: files.map { ISOFile(name: $0.name, source: $0.source) },
-                bootImage: "isolinux.bin", isohybridMBR: isohybridMBR,
-                efiBootImage: files.contains { $0.name == UEFIBoot.espImageName } ? UEFIBoot.espImageName : nil,
-                gptGUID: gptGUID, timestamp: plan.clock.now)
+    }
+
+    func treeInputs(_ tree: BootcdTree) throws(BootMediumError) -> [InputFile] {
+        try [tree.isolinuxBinPath, tree.isolinuxLdlinuxC32Path, tree.isohybridMBRPath].map { path throws(BootMediumError) in
+            try tree.file(path, role: .loader)
         }
-        // Into a file, the files on disk (bootcd.img above all) start copying now, to where the
-        // layout will put them, while the generated files are made (EarlyFileCopy).
-        // The tree's facts are read first: the manifest then describes the files as they were
-        // before the copy, which fails if they change.
-        var early: EarlyFileCopy?
-        defer { early?.abandon() }
-        var snapshot: TreeSnapshot?
-        if let file = sink as? any RandomAccessSink, plan.imageType?.isCramfs != true {
-            let skeleton = try MediumContents.skeleton(tree, configName: "isolinux.cfg", extra: loader)
-            let facts = try TreeSnapshot.take(plan, files: skeleton, plain: true, cancellation: cancellation)
-            snapshot = facts
-            if let predicted = try Isofs.predictCopyPlan(layout(skeleton)),
-                predicted.plan.extents.allSatisfy({ facts.files[$0.path]?.size == $0.size })
-            {
-                try file.reserve(predicted.imageBytes)
-                early = EarlyFileCopy(predicted.plan, into: file, cancellation: cancellation)
-            }
+    }
+
+    func write(_ files: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+        throws(BootMediumError)
+    {
+        let layout = ISOLayout(
+            volumeID: MediumContents.label(plan, length: 32),
+            files: files.map { ISOFile(name: $0.name, source: $0.source) },
+            bootImage: "isolinux.bin", isohybridMBR: try MediumContents.read(tree, tree.isohybridMBRPath),
+            efiBootImage: files.contains { $0.name == UEFIBoot.espImageName } ? UEFIBoot.espImageName : nil,
+            gptGUID: MediumContents.guid(plan, purpose: "gpt disk guid"), timestamp: plan.clock.now)
+        try Isofs.write(layout, to: sink, cancellation: cancellation)
+    }
+
+    func locate(_ names: [String], inImageAt path: String) throws(BootMediumError) -> [String: (offset: Int64, size: Int64)] {
+        let iso = try ISO9660Reader(try ImageBytes(path: path))
+        var found: [String: (offset: Int64, size: Int64)] = [:]
+        for name in names {
+            if let extent = try iso.contiguousExtent("/" + name) { found[name] = extent }
         }
-        let contents = try MediumContents.prepare(
-            inputs, configName: "isolinux.cfg", extra: loader, uefi: .espImage, snapshot: snapshot, cancellation: cancellation)
-        let final = layout(contents.files)
-        // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
-        try withExtendedLifetime(contents) { () throws(BootMediumError) in
-            _ = try Isofs.write(final, to: sink, early: early, cancellation: cancellation)
-        }
+        return found
     }
 }

@@ -54,13 +54,115 @@ protocol ImageWriter: Sendable {
         throws(BootMediumError)
 }
 
-/// The writers of each image type; a type without one is reported as not yet supported.
+/// Lays out a medium's files as one image type (ISO 9660, FAT superfloppy, MBR + FAT).
+protocol MediumLayout: Sendable {
+    /// The SYSLINUX config's name: `isolinux.cfg` or `syslinux.cfg`.
+    var configName: String { get }
+    /// Where the UEFI loader goes.
+    var uefiPlacement: UEFIPlacement { get }
+    /// The type's boot loader files among the medium's files.
+    func loaderFiles(_ tree: BootcdTree) throws(BootMediumError) -> [MediumFile]
+    /// The tree files the type's boot loader is made of (a template's key covers them).
+    func treeInputs(_ tree: BootcdTree) throws(BootMediumError) -> [InputFile]
+    /// Writes `files` as the image.
+    func write(_ files: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+        throws(BootMediumError)
+    /// Where each file of `names` lies in the image at `path` (one we wrote), when contiguous.
+    func locate(_ names: [String], inImageAt path: String) throws(BootMediumError) -> [String: (offset: Int64, size: Int64)]
+}
+
+/// Writes a medium of one image type: a plain medium as its cached template with the request's
+/// slots (``SplicedMedium``), built in full when a slot's content does not fit or without a
+/// template cache; a cramfs medium in full (its root holds the node config).
+struct MediumWriter: ImageWriter {
+    let layout: any MediumLayout
+    let templates: TemplateCache?
+
+    func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag) throws(BootMediumError) {
+        let plan = inputs.plan
+        guard let tree = plan.tree else { throw BootMediumError(.internal, "Internal error: an image plan without a tree") }
+        let extra = try layout.loaderFiles(tree)
+        if plan.imageType?.isCramfs == true {
+            let contents = try MediumContents.prepareCramfs(
+                inputs, tree: tree, configName: layout.configName, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
+            // The contents hold the anonymous file behind cramfs.img: keep it open until written.
+            try withExtendedLifetime(contents) { () throws(BootMediumError) in
+                try layout.write(contents.files, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+            }
+            return
+        }
+        let slots = try MediumContents.slots(
+            tree, configName: layout.configName, uefi: layout.uefiPlacement, capacities: templates?.capacities ?? .standard)
+        let contents = try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation)
+        if let templates {
+            let open = try template(plan, tree: tree, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
+            if let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: open.record.fixedFiles) {
+                try SplicedMedium(open, slots: filled.bytes).write(to: sink, cancellation: cancellation)
+                return
+            }
+        }
+        // Without a template, or a content too big for its slot: the whole medium, its slots
+        // grown to fit.
+        let files = try MediumContents.plainFiles(plan, tree: tree, slots: slots, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
+        let fixed = try fixedEntries(files, slots: slots, plan: plan, cancellation: cancellation)
+        guard let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: fixed, growing: true) else {
+            throw BootMediumError(.internal, "Internal error: grown slots do not fit their contents")
+        }
+        let final = files.map { file in filled.bytes[file.name].map { MediumFile(name: file.name, source: .bytes($0)) } ?? file }
+        try layout.write(final, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+    }
+
+    /// The template of `plan` from `cache`, built when missing: its files with the slots'
+    /// placeholders, written by the layout, their slots found by reading the image back.
+    private func template(
+        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, extra: [MediumFile], cache: TemplateCache,
+        cancellation: CancellationFlag
+    ) throws(BootMediumError) -> TemplateCache.Open {
+        var inputs = [try MediumContents.kernel(tree), try MediumContents.bootcd(tree)] + (try layout.treeInputs(tree))
+        if let uefi = try UEFIBoot.of(tree) { inputs += [uefi.shim, uefi.grub] + (uefi.mokManager.map { [$0] } ?? []) }
+        let key = try MediumTemplate.key(plan, slots: slots, inputs: inputs, cancellation: cancellation)
+        var fixed: [Manifest.File] = []
+        return try cache.template(
+            key: key, workDir: plan.root.workDir,
+            build: { (sink: OutputFile) throws(BootMediumError) in
+                let files = try MediumContents.plainFiles(
+                    plan, tree: tree, slots: slots, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
+                fixed = try fixedEntries(files, slots: slots, plan: plan, cancellation: cancellation)
+                try layout.write(files, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+                // What was read is what the facts describe: a tree file changed meanwhile fails
+                // the build, and no template is kept.
+                try tree.checkUnchanged()
+            },
+            locate: { (path: String) throws(BootMediumError) in
+                let found = try layout.locate(slots.names, inImageAt: path)
+                var records: [MediumTemplate.Slot] = []
+                for name in slots.names {
+                    guard let extent = found[name], extent.size == Int64(slots.capacity(name)) else {
+                        throw BootMediumError(.internal, "Internal error: slot \(name) is not one extent of \(slots.capacity(name)) bytes in the template")
+                    }
+                    records.append(MediumTemplate.Slot(name: name, offset: extent.offset, capacity: slots.capacity(name)))
+                }
+                return (records, fixed)
+            })
+    }
+
+    /// The manifest entries of `files` outside the slots.
+    private func fixedEntries(_ files: [MediumFile], slots: MediumSlots, plan: BootPlan, cancellation: CancellationFlag)
+        throws(BootMediumError) -> [Manifest.File]
+    {
+        let fixed = files.filter { !slots.names.contains($0.name) }
+        return try MediumContents.manifestEntries(fixed, snapshot: try TreeSnapshot.take(plan, files: fixed, cancellation: cancellation))
+    }
+}
+
+/// The writers of each image type.
 enum ImageWriters {
-    static func writer(for type: ImageType) -> (any ImageWriter)? {
+    /// The writer of `type`, using `templates` for plain media when given.
+    static func writer(for type: ImageType, templates: TemplateCache?) -> any ImageWriter {
         switch type {
-        case .iso, .isoCramfs: ISOImageWriter()
-        case .usb, .usbCramfs: USBImageMediumWriter(partitioned: false)
-        case .usbPartition: USBImageMediumWriter(partitioned: true)
+        case .iso, .isoCramfs: MediumWriter(layout: ISOMediumLayout(), templates: templates)
+        case .usb, .usbCramfs: MediumWriter(layout: FATMediumLayout(partitioned: false), templates: templates)
+        case .usbPartition: MediumWriter(layout: FATMediumLayout(partitioned: true), templates: templates)
         }
     }
 }

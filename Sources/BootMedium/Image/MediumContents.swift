@@ -15,18 +15,14 @@ struct MediumFile: Sendable {
     var volumeFiles: [Manifest.File]? = nil
 }
 
-/// The facts a medium's manifest and boot config take from the tree's files on disk (their
-/// sizes and SHA-256, bootcd.img's uncompressed size), read once, before any of them is copied,
-/// so that a file changing while the image is written fails the copy (which checks the sizes)
-/// rather than the manifest.
+/// The sizes and SHA-256 of the tree's files a medium lists in its manifest, read once
+/// (``TreeFileFacts`` caches them by file identity).
 struct TreeSnapshot: Sendable {
     /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (the name image writers copy from).
     var files: [String: (size: Int64, sha256: String)] = [:]
-    /// bootcd.img's uncompressed size (plain images only).
-    var bootcdUncompressedSize: Int64?
 
-    /// The facts of `files`' files on disk; bootcd.img's uncompressed size when `plain`.
-    static func take(_ plan: BootPlan, files: [MediumFile], plain: Bool, cancellation: CancellationFlag)
+    /// The facts of `files`' files on disk.
+    static func take(_ plan: BootPlan, files: [MediumFile], cancellation: CancellationFlag)
         throws(BootMediumError) -> TreeSnapshot
     {
         var snapshot = TreeSnapshot()
@@ -34,11 +30,6 @@ struct TreeSnapshot: Sendable {
             guard case .file(let input) = file.source, file.sha256 == nil, snapshot.files[input.reopenPath] == nil else { continue }
             let digest = try TreeFileFacts.sha256(of: input, cacheDirectory: plan.root.workDir, cancellation: cancellation)
             snapshot.files[input.reopenPath] = (input.size, digest)
-        }
-        if plain, let tree = plan.tree {
-            snapshot.bootcdUncompressedSize = try TreeFileFacts.uncompressedSize(
-                of: try tree.file(tree.bootcdImagePath, role: .bootcd), cacheDirectory: plan.root.workDir,
-                cancellation: cancellation)
         }
         return snapshot
     }
@@ -52,9 +43,13 @@ enum UEFIPlacement {
     case espImage
 }
 
-/// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
-/// boot config rendered from the one template, `pl_version`, the tree's kernel and bootcd.img,
-/// the UEFI loader with its GRUB config when the tree has one, and the manifest listing them.
+/// What every image type of a plan carries (BEHAVIOUR.md §5): the overlay, the boot config
+/// rendered from the one template, `pl_version`, the tree's kernel and bootcd.img, the UEFI
+/// loader with its GRUB config when the tree has one, and the manifest listing them.
+///
+/// A plain (non-cramfs) medium keeps its per-request files (``MediumSlots``: overlay, boot
+/// configs, manifest) in fixed-size slots, so that one template serves every request
+/// (``MediumTemplate``); its other files are the same for all of them.
 struct MediumContents {
     /// The files in medium order, the manifest last.
     let files: [MediumFile]
@@ -64,69 +59,109 @@ struct MediumContents {
     /// contents must outlive the image write.
     var cramfs: CramfsRoot.Image? = nil
 
-    /// Prepares the contents of `plan`; `configName` is `isolinux.cfg` or `syslinux.cfg`, `extra`
-    /// the boot loader files of the image type. The tree's facts come from `snapshot` when given
-    /// (taken from ``skeleton(_:configName:extra:)``'s files), else they are read here.
-    static func prepare(
-        _ inputs: ImageInputs, configName: String, extra: [MediumFile], uefi placement: UEFIPlacement,
-        snapshot given: TreeSnapshot? = nil, cancellation: CancellationFlag
+    /// The contents of a cramfs medium (built in full: the node config is inside its root).
+    static func prepareCramfs(
+        _ inputs: ImageInputs, tree: BootcdTree, configName: String, extra: [MediumFile], uefi placement: UEFIPlacement,
+        cancellation: CancellationFlag
     ) throws(BootMediumError) -> MediumContents {
         let plan = inputs.plan
-        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let version = MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8)))
-        var files: [MediumFile]
-        let config: String
-        let grubConfig: String
-        var cramfs: CramfsRoot.Image?
-        if plan.imageType?.isCramfs == true {
-            // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
-            let overlay = try Overlay.entries(plan, nodeConfigText: inputs.nodeConfigText)
-            let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
-            cramfs = image
-            config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)
-            grubConfig = try BootConfig.renderGrub(plan, ramdiskBytes: image.size, initrds: ["cramfs.img"], readOnlyRoot: true)
-            files = [
-                MediumFile(name: "kernel", source: .file(try kernel(tree))),
-                MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
-                version,
-            ] + extra
-        } else {
-            let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
-            let bootcdSize: Int64
-            if let known = given?.bootcdUncompressedSize {
-                bootcdSize = known
-            } else {
-                bootcdSize = try TreeFileFacts.uncompressedSize(
-                    of: try tree.file(tree.bootcdImagePath, role: .bootcd), cacheDirectory: plan.root.workDir,
-                    cancellation: cancellation)
-            }
-            config = try BootConfig.render(
-                plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: "bootcd.img,overlay.img")
-            grubConfig = try BootConfig.renderGrub(
-                plan, ramdiskBytes: bootcdSize + overlay.uncompressedSize, initrds: ["bootcd.img", "overlay.img"])
-            files = try Self.files(tree: tree, overlay: overlay.bytes, version: version, extra: extra)
-        }
+        // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
+        let overlay = try Overlay.entries(plan, nodeConfigText: inputs.nodeConfigText)
+        let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
+        let config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)
+        let grubConfig = try BootConfig.renderGrub(plan, ramdiskBytes: image.size, initrds: ["cramfs.img"], readOnlyRoot: true)
+        var files = [
+            MediumFile(name: "kernel", source: .file(try kernel(tree))),
+            MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
+            versionFile(plan),
+        ] + extra
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
-        if let uefi = try UEFIBoot.of(tree) {
-            switch placement {
-            case .volume:
-                files += uefi.files(config: grubConfig)
-            case .espImage:
-                // The ESP holds the loader alone (the same for every node); GRUB's config lies
-                // in the ISO 9660 file system.
-                let esp = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
-                files.append(MediumFile(name: UEFIBoot.espImageName, source: .bytes(esp.bytes), volumeFiles: esp.files))
-                files += UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
-            }
+        files += try uefiFiles(plan, tree: tree, placement: placement, grubConfig: Array(grubConfig.utf8), cancellation: cancellation)
+        let entries = try manifestEntries(files, snapshot: try TreeSnapshot.take(plan, files: files, cancellation: cancellation))
+        let manifest = Manifest.of(plan, files: entries)
+        files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
+        return MediumContents(files: files, manifest: manifest, cramfs: image)
+    }
+
+    /// The slots of a plain medium of `tree` (GRUB's config among them when it has a UEFI loader).
+    static func slots(_ tree: BootcdTree, configName: String, uefi placement: UEFIPlacement, capacities: SlotCapacities)
+        throws(BootMediumError) -> MediumSlots
+    {
+        let grub: String? = try UEFIBoot.of(tree) == nil ? nil : (placement == .volume ? UEFIBoot.directory + "grub.cfg" : UEFIBoot.isoGrubConfig)
+        return MediumSlots(configName: configName, grubName: grub, capacities: capacities)
+    }
+
+    /// The files of a plain medium in medium order, each slot holding its placeholder (the
+    /// template's contents): kernel, bootcd.img, overlay.img, pl_version, `extra`, the boot
+    /// config, the UEFI files, the manifest.
+    static func plainFiles(
+        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, extra: [MediumFile], uefi placement: UEFIPlacement,
+        cancellation: CancellationFlag
+    ) throws(BootMediumError) -> [MediumFile] {
+        func slot(_ name: String) -> MediumFile { MediumFile(name: name, source: .bytes(slots.placeholder(name))) }
+        var files = [
+            MediumFile(name: "kernel", source: .file(try kernel(tree))),
+            MediumFile(name: "bootcd.img", source: .file(try bootcd(tree))),
+            slot(MediumSlots.overlayName),
+            versionFile(plan),
+        ] + extra
+        files.append(slot(slots.configName))
+        if let grub = slots.grubName {
+            files += try uefiFiles(plan, tree: tree, placement: placement, grubConfig: slots.placeholder(grub), cancellation: cancellation)
         }
-        let snapshot: TreeSnapshot
-        if let given {
-            snapshot = given
-        } else {
-            snapshot = try TreeSnapshot.take(plan, files: files, plain: false, cancellation: cancellation)
+        files.append(slot(Manifest.path))
+        return files
+    }
+
+    /// The unpadded per-request contents of a plain medium's slots other than the manifest:
+    /// the overlay and the boot configs, whose `ramdisk_size` covers bootcd.img and the overlay
+    /// uncompressed.
+    static func slotContents(_ inputs: ImageInputs, tree: BootcdTree, slots: MediumSlots, cancellation: CancellationFlag)
+        throws(BootMediumError) -> [String: [UInt8]]
+    {
+        let plan = inputs.plan
+        let overlay = try Overlay.build(plan, nodeConfigText: inputs.nodeConfigText)
+        let bootcdSize = try TreeFileFacts.uncompressedSize(
+            of: try bootcd(tree), cacheDirectory: plan.root.workDir, cancellation: cancellation)
+        let ramdisk = bootcdSize + overlay.uncompressedSize
+        var contents = [
+            MediumSlots.overlayName: overlay.bytes,
+            slots.configName: Array(try BootConfig.render(plan, ramdiskBytes: ramdisk, initrds: "bootcd.img,overlay.img").utf8),
+        ]
+        if let grub = slots.grubName {
+            contents[grub] = Array(try BootConfig.renderGrub(plan, ramdiskBytes: ramdisk, initrds: ["bootcd.img", "overlay.img"]).utf8)
         }
+        return contents
+    }
+
+    /// The padded slot bytes of a request, the manifest (listing `fixed`, the entries of the
+    /// files outside the slots, and the slots) included; nil when a content does not fit. With
+    /// `growing`, slots too small grow to fit (``MediumSlots/grown(toFit:)``) and the slots
+    /// used are returned.
+    static func fill(
+        _ plan: BootPlan, slots given: MediumSlots, contents: [String: [UInt8]], fixed: [Manifest.File], growing: Bool = false
+    ) throws(BootMediumError) -> (slots: MediumSlots, bytes: [String: [UInt8]], manifest: Manifest)? {
+        var slots = growing ? given.grown(toFit: contents) : given
+        var bytes: [String: [UInt8]] = [:]
+        var entries = fixed
+        for name in slots.names where name != Manifest.path {
+            guard let padded = slots.padded(contents[name] ?? [], name) else { return nil }
+            bytes[name] = padded
+            entries.append(Manifest.File(path: name, size: Int64(padded.count), sha256: Digest.sha256(padded), zeroed: nil))
+        }
+        let manifest = Manifest.of(plan, files: entries)
+        let encoded = try manifest.encoded()
+        if growing { slots = slots.grown(toFit: [Manifest.path: encoded]) }
+        guard let padded = slots.padded(encoded, Manifest.path) else { return nil }
+        bytes[Manifest.path] = padded
+        return (slots, bytes, manifest)
+    }
+
+    /// The manifest entries of `files` (the manifest itself left out): generated files hashed
+    /// here, the tree's from `snapshot`.
+    static func manifestEntries(_ files: [MediumFile], snapshot: TreeSnapshot) throws(BootMediumError) -> [Manifest.File] {
         var entries: [Manifest.File] = []
-        for file in files {
+        for file in files where file.name != Manifest.path {
             switch file.source {
             case .bytes(let bytes):
                 entries.append(
@@ -144,36 +179,29 @@ struct MediumContents {
                 }
             }
         }
-        let manifest = Manifest.of(plan, files: entries)
-        files.append(MediumFile(name: Manifest.path, source: .bytes(try manifest.encoded())))
-        return MediumContents(files: files, manifest: manifest, cramfs: cramfs)
+        return entries
     }
 
-    /// The files of a (non-cramfs) image before its boot config and manifest, in medium order.
-    private static func files(tree: BootcdTree, overlay: [UInt8], version: MediumFile, extra: [MediumFile])
-        throws(BootMediumError) -> [MediumFile]
-    {
-        [
-            MediumFile(name: "kernel", source: .file(try kernel(tree))),
-            MediumFile(name: "bootcd.img", source: .file(try bootcd(tree))),
-            MediumFile(name: "overlay.img", source: .bytes(overlay)),
-            version,
-        ] + extra
+    /// `pl_version`.
+    private static func versionFile(_ plan: BootPlan) -> MediumFile {
+        MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8)))
     }
 
-    /// The files ``prepare(_:configName:extra:snapshot:cancellation:)`` gives a plain
-    /// (non-cramfs) image, each generated one a one-byte placeholder: their names and the files on
-    /// disk, known before anything is generated, for predicting where the files on disk go
-    /// (``Isofs/predictCopyPlan(_:)``).
-    static func skeleton(_ tree: BootcdTree, configName: String, extra: [MediumFile]) throws(BootMediumError)
-        -> [MediumFile]
-    {
-        let placeholder = ISOFile.Source.bytes([0])
-        // The same names as the final contents (GRUB's directories are metadata before the data).
-        let esp = try UEFIBoot.of(tree) == nil ? [] : ([MediumFile(name: UEFIBoot.espImageName, source: placeholder)]
-            + UEFIBoot.isoFiles(config: "", versionString: "").map { MediumFile(name: $0.name, source: placeholder) })
-        return try files(tree: tree, overlay: [0], version: MediumFile(name: "pl_version", source: placeholder), extra: extra)
-            + [MediumFile(name: configName, source: placeholder)] + esp + [MediumFile(name: Manifest.path, source: placeholder)]
+    /// The UEFI files of a medium of `tree` with `grubConfig` (none when the tree has no loader).
+    private static func uefiFiles(
+        _ plan: BootPlan, tree: BootcdTree, placement: UEFIPlacement, grubConfig: [UInt8], cancellation: CancellationFlag
+    ) throws(BootMediumError) -> [MediumFile] {
+        guard let uefi = try UEFIBoot.of(tree) else { return [] }
+        switch placement {
+        case .volume:
+            return uefi.files(config: grubConfig)
+        case .espImage:
+            // The ESP holds the loader alone (the same for every node); GRUB's config lies in
+            // the ISO 9660 file system.
+            let esp = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
+            return [MediumFile(name: UEFIBoot.espImageName, source: .bytes(esp.bytes), volumeFiles: esp.files)]
+                + UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
+        }
     }
 
     /// The tree's kernel, which must be an x86 Linux boot image (`HdrS` at 0x202): a 0-byte
@@ -199,16 +227,17 @@ struct MediumContents {
         try tree.file(path, role: .loader).readAll()
     }
 
-    /// A 32-bit identity (volume serial, disk signature) for `purpose`: derived from the plan's
-    /// inputs (not the node key) when `SOURCE_DATE_EPOCH` is set, random otherwise.
+    /// A 32-bit identity (volume serial, disk signature) for `purpose`: derived from the inputs
+    /// of the plan's template (image type, nodefamily, tree and PLC, not the node) when
+    /// `SOURCE_DATE_EPOCH` is set, random otherwise.
     static func identity(_ plan: BootPlan, purpose: String) -> UInt32 {
         guard let epoch = plan.clock.sourceDateEpoch else {
             var generator = SystemRandomNumberGenerator()
             return UInt32(truncatingIfNeeded: generator.next())
         }
-        let text = [purpose, plan.action.rawValue, plan.imageType?.rawValue ?? "", plan.node?.hostname ?? "",
-                    plan.nodefamily.name, plan.tree?.version ?? "", plan.kernelCommandLine.appendArguments,
-                    String(epoch)].joined(separator: "\0")
+        // The template's inputs only: every request a template serves shares these values.
+        let text = [purpose, plan.imageType?.rawValue ?? "", plan.nodefamily.name, plan.tree?.version ?? "",
+                    plan.configuration.plcName ?? "", String(epoch)].joined(separator: "\0")
         let digest = Array(SHA256.hash(data: Array(text.utf8)))
         return UInt32(digest[0]) | UInt32(digest[1]) << 8 | UInt32(digest[2]) << 16 | UInt32(digest[3]) << 24
     }

@@ -66,6 +66,19 @@ enum TreeFileFacts {
 
     private static func cachePath(_ cacheDirectory: String) -> String { cacheDirectory + "/" + cacheName }
 
+    /// `value` sealed under `entry` with `cacheDirectory`'s key (``sealed(_:entry:key:)``),
+    /// for other caches of the work dir (medium templates); nil without a key.
+    static func seal(_ value: String, entry: String, cacheDirectory: String) -> String? {
+        guard let key = key(cacheDirectory) else { return nil }
+        return value + " " + mac(key, entry, value)
+    }
+
+    /// The value of `stored` (from ``seal(_:entry:cacheDirectory:)``) when its MAC is right.
+    static func unseal(_ stored: String, entry: String, cacheDirectory: String) -> String? {
+        guard let key = key(cacheDirectory) else { return nil }
+        return verified(stored, entry: entry, key: key)
+    }
+
     /// The MAC key of `cacheDirectory`, made there on first use; nil when it cannot be read or
     /// made (the cache file is then neither trusted nor written).
     private static func key(_ cacheDirectory: String) -> SymmetricKey? {

@@ -11,6 +11,8 @@ struct UEFIBoot {
     static let directory = "EFI/BOOT/"
     /// The ESP image's name in an ISO's root directory.
     static let espImageName = "efi.img"
+    /// GRUB's config in an ISO 9660 file system.
+    static let isoGrubConfig = "boot/grub/grub.cfg"
 
     let shim: InputFile
     let grub: InputFile
@@ -30,13 +32,13 @@ struct UEFIBoot {
     }
 
     /// The files under `EFI/BOOT/`, with `config` as `grub.cfg` when given.
-    func files(config: String?) -> [MediumFile] {
+    func files(config: [UInt8]?) -> [MediumFile] {
         var files = [
             MediumFile(name: Self.directory + "BOOTX64.EFI", source: .file(shim)),
             MediumFile(name: Self.directory + "grubx64.efi", source: .file(grub)),
         ]
         if let mokManager { files.append(MediumFile(name: Self.directory + "mmx64.efi", source: .file(mokManager))) }
-        if let config { files.append(MediumFile(name: Self.directory + "grub.cfg", source: .bytes(Array(config.utf8)))) }
+        if let config { files.append(MediumFile(name: Self.directory + "grub.cfg", source: .bytes(config))) }
         return files
     }
 
@@ -44,10 +46,10 @@ struct UEFIBoot {
     /// medium's name), which GRUB for removable media searches to find its root on a CD and on a
     /// disk alike, and the config it then reads, `/boot/grub/grub.cfg`. (`$cmdpath` names the
     /// disc, not the El Torito image, on a CD.)
-    static func isoFiles(config: String, versionString: String) -> [MediumFile] {
+    static func isoFiles(config: [UInt8], versionString: String) -> [MediumFile] {
         [
             MediumFile(name: ".disk/info", source: .bytes(Array((versionString + "\n").utf8))),
-            MediumFile(name: "boot/grub/grub.cfg", source: .bytes(Array(config.utf8))),
+            MediumFile(name: isoGrubConfig, source: .bytes(config)),
         ]
     }
 

@@ -1,18 +1,25 @@
-/// Writes `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) images (BEHAVIOUR.md §5.3)
-/// with the pure-Swift FAT writer and SYSLINUX installer: the same files as the ISO with
-/// `syslinux.cfg` (the same template as `isolinux.cfg`) and the tree's SYSLINUX payload.
-struct USBImageMediumWriter: ImageWriter {
+/// The `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) image types (BEHAVIOUR.md §5.3),
+/// laid out by the pure-Swift FAT writer and SYSLINUX installer: the same files as the ISO with
+/// `syslinux.cfg` (the same template as `isolinux.cfg`), the tree's SYSLINUX payload, and the
+/// UEFI loader in `EFI/BOOT/` when the tree has one.
+struct FATMediumLayout: MediumLayout {
     let partitioned: Bool
 
-    func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag)
+    var configName: String { "syslinux.cfg" }
+    var uefiPlacement: UEFIPlacement { .volume }
+
+    func loaderFiles(_ tree: BootcdTree) throws(BootMediumError) -> [MediumFile] { [] }
+
+    func treeInputs(_ tree: BootcdTree) throws(BootMediumError) -> [InputFile] {
+        let paths = [tree.syslinuxBootSectorPath, tree.syslinuxLdlinuxSysPath, tree.syslinuxLdlinuxC32Path] + (partitioned ? [tree.mbrPath] : [])
+        return try paths.map { path throws(BootMediumError) in try tree.file(path, role: .loader) }
+    }
+
+    func write(_ contents: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     {
-        let plan = inputs.plan
-        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let contents = try MediumContents.prepare(
-            inputs, configName: "syslinux.cfg", extra: [], uefi: .volume, cancellation: cancellation)
         var files: [FATFileSpec] = []
-        for file in contents.files {
+        for file in contents {
             // Names such as EFI/BOOT/BOOTX64.EFI are paths on the volume.
             let path = file.name.split(separator: "/").map(String.init)
             switch file.source {
@@ -31,9 +38,21 @@ struct USBImageMediumWriter: ImageWriter {
         let options = USBImageOptions(
             label: MediumContents.label(plan, length: 11), volumeID: MediumContents.identity(plan, purpose: "volume id"),
             timestamp: plan.clock.now, partitioning: partitioning)
-        // The contents may hold the anonymous file behind cramfs.img: keep it open until written.
-        try withExtendedLifetime(contents) { () throws(BootMediumError) in
-            try USBImageWriter.write(files: files, syslinux: payload, options: options, to: sink, cancellation: cancellation)
+        try USBImageWriter.write(files: files, syslinux: payload, options: options, to: sink, cancellation: cancellation)
+    }
+
+    func locate(_ names: [String], inImageAt path: String) throws(BootMediumError) -> [String: (offset: Int64, size: Int64)] {
+        let image = try ImageBytes(path: path)
+        var offset: Int64 = 0
+        if partitioned {
+            let mbr = try MBR(decoding: try image.read(0, 512, what: "MBR"))
+            offset = Int64(mbr.partitions[0].startLBA) * 512
         }
+        let fat = try FATReader(image, offset: offset)
+        var found: [String: (offset: Int64, size: Int64)] = [:]
+        for name in names {
+            if let extent = try fat.contiguousExtent("/" + name) { found[name] = extent }
+        }
+        return found
     }
 }

@@ -35,6 +35,8 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
         case outsideRoot = "outside-root"
         /// An input is not a regular file, or is larger than its role allows.
         case invalidInput = "invalid-input"
+        /// One of bootmedium's own invariants failed (a bug, not the caller's input).
+        case `internal` = "internal"
     }
 
     /// The stable code of this error.
