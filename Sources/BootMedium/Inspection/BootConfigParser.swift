@@ -1,3 +1,5 @@
+import Foundation
+
 /// A SYSLINUX/ISOLINUX configuration, parsed for `inspect` (BEHAVIOUR.md §5.2 and the LABEL form).
 public struct ParsedBootConfig: Codable, Equatable, Sendable {
     /// One `LABEL` block (the legacy form without LABEL gives one label named after `DEFAULT`).
@@ -103,5 +105,3 @@ public struct ParsedNodeConfig: Codable, Equatable, Sendable {
     /// The value of `name`.
     func value(_ name: String) -> String? { assignments.first { $0.name == name }?.value }
 }
-
-import Foundation

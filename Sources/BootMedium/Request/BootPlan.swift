@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a medium goes.
 public enum Destination: Equatable, Sendable {
     /// Returned in the result: config text as is, images base64-encoded (empty filename).
@@ -95,5 +97,3 @@ public struct BootPlan: Sendable {
         return "\(name)-BootCD-\(tree.version)\(console?.nameSuffix ?? "")\(imageType.nameEnding)"
     }
 }
-
-import Foundation

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The options of a request (BEHAVIOUR.md §1), parsed, before node tags are applied.
 public struct MediumOptions: Equatable, Sendable {
     /// `cramfs`.
@@ -75,5 +77,3 @@ public struct MediumOptions: Equatable, Sendable {
         return result
     }
 }
-
-import Foundation
