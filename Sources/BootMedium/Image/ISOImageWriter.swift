@@ -1,6 +1,6 @@
 import Foundation
 
-/// Writes `iso` images (node-iso, generic-iso) with libisofs (BEHAVIOUR.md §5.3): Rock Ridge +
+/// Writes `iso` images (node-iso, generic-iso) with libisofs (docs/behaviour.md §5.3): Rock Ridge +
 /// Joliet, El Torito no-emulation boot of `isolinux.bin` (load size 4, boot info table,
 /// `boot.cat`), `ldlinux.c32` beside it, and an isohybrid MBR from the tree's `isohdpfx.bin` so
 /// the same image boots from a USB disk. All dates come from the plan's clock.

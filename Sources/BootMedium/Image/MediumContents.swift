@@ -50,7 +50,7 @@ enum UEFIPlacement {
     case espImage
 }
 
-/// What every image type of a plan carries, prepared once (BEHAVIOUR.md §5): the overlay, the
+/// What every image type of a plan carries, prepared once (docs/behaviour.md §5): the overlay, the
 /// boot config rendered from the one template, `pl_version`, the tree's kernel and bootcd.img,
 /// the UEFI loader with its GRUB config when the tree has one, and the manifest listing them.
 struct MediumContents {
@@ -77,7 +77,7 @@ struct MediumContents {
         let grubConfig: String
         var cramfs: CramfsRoot.Image?
         if plan.imageType?.isCramfs == true {
-            // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
+            // docs/behaviour.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
             let overlay = try Overlay.entries(plan, nodeConfigText: inputs.nodeConfigText)
             let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
             cramfs = image

@@ -1,4 +1,4 @@
-/// Writes `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) images (BEHAVIOUR.md §5.3)
+/// Writes `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) images (docs/behaviour.md §5.3)
 /// with the pure-Swift FAT writer and SYSLINUX installer: the same files as the ISO with
 /// `syslinux.cfg` (the same template as `isolinux.cfg`) and the tree's SYSLINUX payload.
 struct USBImageMediumWriter: ImageWriter {

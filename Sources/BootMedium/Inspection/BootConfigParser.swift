@@ -1,6 +1,7 @@
 import Foundation
 
-/// A SYSLINUX/ISOLINUX configuration, parsed for `inspect` (BEHAVIOUR.md §5.2 and the LABEL form).
+/// A SYSLINUX/ISOLINUX configuration, parsed for `inspect` (docs/behaviour.md §5.2, both the
+/// legacy and the LABEL form).
 public struct ParsedBootConfig: Codable, Equatable, Sendable {
     /// One `LABEL` block (the legacy form without LABEL gives one label named after `DEFAULT`).
     public struct Label: Codable, Equatable, Sendable {

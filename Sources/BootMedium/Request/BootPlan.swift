@@ -90,7 +90,7 @@ public struct BootPlan: Sendable {
         return "\(name) BootCD \(tree.version)"
     }
 
-    /// The default image name of BEHAVIOUR.md §5.3:
+    /// The default image name of docs/behaviour.md §5.3:
     /// `<PLC_NAME>-BootCD-<version>[-serial[-<spec>]]<ending>`.
     public var defaultImageName: String? {
         guard let tree, let imageType, let name = configuration.plcName else { return nil }
