@@ -11,7 +11,7 @@ words and a lone `;` (the last clause may end without it):
     prepare ARGV... ;   a step run (untimed) before each of its runs, e.g. rm -f OUT
     run ARGV... ;       a timed step; a command's steps run one after the other (a `&&` chain)
 Each argv is executed directly (no shell): a path with spaces or quotes stays one word.
-Every step's stdout goes to /dev/null, its stderr is kept.
+Every step's stdout goes to /dev/null; its stderr is shown only when the step fails.
 
 OUT: per name, the wall and CPU times of every counted run and the peak RSS.
 
@@ -27,7 +27,26 @@ column per --times (this median over NAME's), one `LABEL ÷ this` column per --s
 # Python's pages, inherited by fork).
 # BENCH_HOGS=N runs N busy loops (one core each, normal priority) during the timed rounds: a
 # busy host, where CPU-bound work stretches more than a memory copy does.
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, shlex, statistics, subprocess, sys, tempfile, time
+
+ERR = tempfile.TemporaryFile()  # the stderr of the step running now
+
+
+def failed(name, argv, status):
+    ERR.seek(0)
+    sys.stderr.write(ERR.read().decode("utf-8", "replace"))
+    sys.exit(f"{name} failed: {shlex.join(argv)} (exit status {status})")
+
+
+def step(name, argv, prefix=()):
+    """Runs one step with stdout to /dev/null and stderr kept for a failure: its rusage."""
+    ERR.seek(0)
+    ERR.truncate()
+    p = subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL, stderr=ERR)
+    _, status, usage = os.wait4(p.pid, 0)
+    if status != 0:
+        failed(name, argv, os.waitstatus_to_exitcode(status))
+    return usage
 
 
 def parse_clauses(words):
@@ -66,7 +85,7 @@ def parse_clauses(words):
 
 def prepare(c):
     for argv in c["prepare"]:
-        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+        step(c["name"], argv)
 
 
 def run(args):
@@ -83,10 +102,7 @@ def run(args):
                 cpu = 0.0
                 start = time.perf_counter()
                 for argv in c["run"]:
-                    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-                    _, status, usage = os.wait4(p.pid, 0)
-                    if status != 0:
-                        sys.exit(f"{c['name']} failed: {argv[0]} (wait status {status})")
+                    usage = step(c["name"], argv)
                     cpu += usage.ru_utime + usage.ru_stime
                 wall = time.perf_counter() - start
                 if r > 0:
@@ -99,8 +115,7 @@ def run(args):
     for c in spec:
         prepare(c)
         for argv in c["run"]:
-            subprocess.run(["/usr/bin/time", "-f", "%M", "-o", args.out + ".rss", *argv],
-                           stdout=subprocess.DEVNULL, check=True)
+            step(c["name"], argv, prefix=("/usr/bin/time", "-f", "%M", "-o", args.out + ".rss"))
             res[c["name"]]["rss"].append(int(open(args.out + ".rss").read().split()[-1]))
     json.dump(res, open(args.out, "w"))
 
