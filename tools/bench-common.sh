@@ -1,7 +1,8 @@
-# Sourced by tools/bench-iso and tools/bench-usb (after `cd` to the repository) with
-# BENCH_NAME and RUNS set: parses `--runs N`, installs what is needed, builds the release CLI
-# ($BM), makes the big demo root and a private copy of it in a work directory $W (under
-# $BENCH_DIR, default /var/tmp; its file system type in $FSTYPE), removed on exit.
+# Sourced by tools/bench-iso, tools/bench-usb and tools/bench-iso-cramfs (after `cd` to the
+# repository) with BENCH_NAME and RUNS set: parses `--runs N`, installs what is needed, builds
+# the release CLI ($BM), makes the big demo root and a private copy of it in a work directory
+# $W (under $BENCH_DIR, default /var/tmp; its file system type in $FSTYPE), removed on exit.
+# Then the script lists its commands with bench_add and times them with bench_run (tools/bench.py).
 [ "${1:-}" = "--runs" ] && RUNS=$2
 tools/setup
 SCRATCH=()
@@ -10,9 +11,34 @@ swift build -c release "${SCRATCH[@]}" --product bootmedium >&2
 BM=$(swift build -c release "${SCRATCH[@]}" --show-bin-path)/bootmedium
 SRC=$(tools/demo-root --big | tail -n 1)
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$BENCH_NAME.XXXXXX")
-FSTYPE=$(findmnt -n -o FSTYPE -T "$W")
 trap 'rm -rf "$W"' EXIT
+FSTYPE=$(findmnt -n -o FSTYPE -T "$W")
 # Hard links where the work directory shares the cache's file system, copies elsewhere; the
 # node store is always a copy (key renewals rewrite it).
 { cp -al "$SRC" "$W/root" 2>/dev/null || { rm -rf "$W/root"; cp -a "$SRC" "$W/root"; }; }
 rm "$W/root/nodes.json" && cp "$SRC/nodes.json" "$W/root/nodes.json"
+
+# bench_add NAME CLAUSE... : one command of the table, in tools/bench.py's clauses, given as
+# argv words (`prepare ARGV... ";" run ARGV... ";" run ARGV...`), never as shell text.
+SPEC=()
+bench_add() {
+  SPEC+=(name "$1" ";")
+  shift
+  SPEC+=("$@" ";")
+}
+# bench_run: every command added, interleaved over $RUNS rounds, into $W/times.json; the load
+# average before and after in LOAD_BEFORE and LOAD_AFTER.
+bench_run() {
+  LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+  ${BENCH_NICE:+nice -n "$BENCH_NICE"} python3 tools/bench.py run "$RUNS" "$W/times.json" "${SPEC[@]}"
+  LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+# mib FILE: its size in MiB, one decimal
+mib() { awk -v s="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", s / 1048576 }'; }
+# bench_table WHAT [bench.py table options]: the markdown table, under a line that says what
+# was measured and how.
+bench_table() {
+  local what=$1
+  shift
+  python3 tools/bench.py table "$W/times.json" "$@" --title "$what; $RUNS interleaved rounds, warm cache, $FSTYPE filesystem, nice ${BENCH_NICE:-0}, ${BENCH_HOGS:-0} busy loops beside; load average $LOAD_BEFORE before, $LOAD_AFTER after"
+}

@@ -1,6 +1,6 @@
 /*
- * cramfs-tool: a small command-line driver for Sources/CCramfs, used by tools/cramfs-bench and
- * tools/cramfs-asan-check (not part of the package build).
+ * cramfs-tool: a small command-line driver for Sources/CCramfs, used by
+ * tools/bench-cramfs-writer and tools/cramfs-asan-check (not part of the package build).
  *
  *   cramfs-tool mkfs [-d] [-s] [-j N] [-n NAME] DIR IMAGE
  *                                                    build IMAGE from DIR (like mkfs.cramfs;

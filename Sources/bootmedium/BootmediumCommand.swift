@@ -2,7 +2,7 @@ import ArgumentParser
 import BootMedium
 import Foundation
 
-/// `bootmedium`: the command line of CONTRACT.md §3.
+/// `bootmedium`: the command line of docs/contract.md §3.
 @main
 struct BootmediumCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,7 +6,7 @@ import Foundation
 import Glibc
 #endif
 
-/// `bootmedium build`: one `GetBootMedium` request from the command line (CONTRACT.md §3).
+/// `bootmedium build`: one `GetBootMedium` request from the command line (docs/contract.md §3).
 struct BuildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build",

@@ -3,7 +3,7 @@ import Testing
 
 @testable import BootMedium
 
-/// The command line of CONTRACT.md §3, run as a process.
+/// The command line of docs/contract.md §3, run as a process.
 @Suite struct CLITests {
     func cli(_ root: TestRoot, _ args: [String], env: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         var environment = ProcessInfo.processInfo.environment

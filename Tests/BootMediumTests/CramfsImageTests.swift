@@ -60,7 +60,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
 
     /// iso_cramfs read back by xorriso/isoinfo, fsck.cramfs, pycramfs, and compared entry by
     /// entry with bootcd.img and overlay.img unpacked by the system's cpio (what build.sh did)
-    /// plus the read-only-root changes of BEHAVIOUR.md §5.4.
+    /// plus the read-only-root changes of docs/behaviour.md §5.4.
     @Test func isoCramfsHoldsTheMergedReadOnlyTree() async throws {
         let demo = try DemoCopy()
         let iso = try await demo.build("node-iso", options: ["cramfs", "serial"], name: "c.iso")

@@ -80,7 +80,7 @@ func fatTool(_ executable: String, _ arguments: [String]) throws -> (status: Int
     return (r.status, String(decoding: r.stdout, as: UTF8.self) + r.stderr, r.stdout)
 }
 
-/// The SYSLINUX payload carved from Debian's /usr/bin/syslinux (SYSLINUX-INSTALL.md §1): the
+/// The SYSLINUX payload carved from Debian's /usr/bin/syslinux (docs/syslinux-install.md §1): the
 /// template found by content, the lengths from the (mtime, length) table in .rodata.
 enum TestSyslinux {
     static let binary = "/usr/bin/syslinux"

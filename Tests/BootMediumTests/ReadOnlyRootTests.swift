@@ -3,7 +3,7 @@ import Testing
 
 @testable import BootMedium
 
-/// The read-only-root transform (BEHAVIOUR.md §5.4) on small trees built in memory.
+/// The read-only-root transform (docs/behaviour.md §5.4) on small trees built in memory.
 @Suite struct ReadOnlyRootTests {
     typealias Node = RootTree.Node
 

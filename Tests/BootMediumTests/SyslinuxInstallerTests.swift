@@ -11,7 +11,7 @@ import Testing
         #expect(payload.ldlinuxC32.count == 119532)
         #expect(payload.installedSysSize == 59392)
         let area = payload.patchArea
-        // The values SYSLINUX-INSTALL.md measured for this build, found here by scanning.
+        // The values docs/syslinux-install.md measured for this build, found here by scanning.
         #expect(area.offset == 0x18)
         #expect(area.epaOffset == 0x1446)
         #expect(area.advPointers == 0x16D8)

@@ -5,7 +5,7 @@ Usage: carve-syslinux.py SYSLINUX_BINARY OUTDIR
 
 Writes OUTDIR/ldlinux.bss (512 B boot sector template), OUTDIR/ldlinux.sys (the
 unpatched core image, no ADV) and OUTDIR/ldlinux.c32 (the module that matches that
-core). Blobs are found by content (shared/reference/SYSLINUX-INSTALL.md §1), never by
+core). Blobs are found by content (docs/syslinux-install.md §1), never by
 fixed offsets, and checked against the sha256s recorded there: any difference is a
 hard error (the syslinux package changed; the installer rules must be re-verified).
 """
@@ -110,7 +110,7 @@ def main():
         got = hashlib.sha256(blob).hexdigest()
         if len(blob) != size or got != sha:
             die("%s carved from %s has %d bytes sha256 %s, expected %d bytes sha256 %s "
-                "(SYSLINUX-INSTALL.md §1); the syslinux package changed: re-verify the installer rules"
+                "(docs/syslinux-install.md §1); the syslinux package changed: re-verify the installer rules"
                 % (name, src, len(blob), got, size, sha))
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(blob)

@@ -49,7 +49,7 @@ final class ScratchFile {
     }
 }
 
-/// The `cramfs.img` of `iso_cramfs` and `usb_cramfs` (BEHAVIOUR.md §5.4): bootcd.img and the
+/// The `cramfs.img` of `iso_cramfs` and `usb_cramfs` (docs/behaviour.md §5.4): bootcd.img and the
 /// overlay merged in memory, the read-only-root transform applied, written by CCramfs with file
 /// contents streamed from bootcd.img once (gunzipped by libarchive) into an anonymous file.
 enum CramfsRoot {

@@ -2,8 +2,8 @@ import Foundation
 
 extension RootTree {
     /// The tree the node would see after its kernel unpacked `bootcd.img` and then the overlay
-    /// (BEHAVIOUR.md §5.4, first step), read with libarchive from the headers of bootcd.img only:
-    /// nothing is extracted, no privilege is needed for device nodes.
+    /// (docs/behaviour.md §5.4, first step), read with libarchive from the headers of bootcd.img
+    /// only: nothing is extracted, no privilege is needed for device nodes.
     /// The contents of the regular files at `keep` (small config files the transform edits, at
     /// most 1 MiB each) are read into memory on the way.
     static func merged(bootcd file: InputFile, overlay: [CpioEntry], keep: [String], cancellation: CancellationFlag)

@@ -1,7 +1,7 @@
 import Foundation
 
-/// The read-only-root adjustments of BEHAVIOUR.md §5.4, applied to the merged tree in memory so
-/// that it boots as a cramfs mounted read-only on `/`: writable places move to a tmpfs on
+/// The read-only-root adjustments of docs/behaviour.md §5.4, applied to the merged tree in memory
+/// so that it boots as a cramfs mounted read-only on `/`: writable places move to a tmpfs on
 /// `/tmp` that the generated `pl_rsysinit` fills before handing over to `pl_sysinit`.
 enum ReadOnlyRoot {
     /// What the transform decided (for tests and inspection).

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The node's root filesystem held in memory as a tree of names and attributes (BEHAVIOUR.md
+/// The node's root filesystem held in memory as a tree of names and attributes (docs/behaviour.md
 /// §5.4): bootcd.img merged with the overlay the way the kernel unpacks them, then adjusted
 /// for a read-only root. File contents are not held: a file names where its bytes are (an entry
 /// of bootcd.img, or a few bytes bootmedium generated).

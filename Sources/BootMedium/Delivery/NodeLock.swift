@@ -10,8 +10,8 @@ import Foundation
 ///
 /// Within a process an actor queues waiters per (work dir, node id); across processes (two CLI runs) an
 /// open-file-description lock on byte `node_id` of `<work dir>/.node-locks` is taken on a
-/// blocking thread. That lock file is the only file bootmedium keeps in the work dir; it is
-/// empty and never holds data.
+/// blocking thread. That lock file is empty and never holds data; the work dir's only other
+/// files of bootmedium's are the tree-facts cache and its key (`TreeFileFacts`).
 actor NodeLocks {
     static let shared = NodeLocks()
     private var held: Set<String> = []

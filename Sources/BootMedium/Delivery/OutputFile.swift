@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Foundation
 
-/// A medium being written to its final path, safely (BEHAVIOUR.md §1 flaws fixed):
+/// A medium being written to its final path, safely (docs/behaviour.md §1 flaws fixed):
 ///
 /// - the parent directory is resolved (symlinks and `..`) and, when confined, must lie inside
 ///   the work dir's real path; missing directories are created `0755`, one `mkdirat` at a time

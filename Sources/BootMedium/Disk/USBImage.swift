@@ -32,7 +32,7 @@ public struct USBImageOptions: Sendable, Equatable {
     }
 }
 
-/// A bootable USB disk image (BEHAVIOUR.md §5.3 `usb` / `usb_partition`), laid out: a FAT16 or
+/// A bootable USB disk image (docs/behaviour.md §5.3 `usb` / `usb_partition`), laid out: a FAT16 or
 /// FAT32 volume (``FATParameters`` rules: FAT32 from 512 MiB) holding the files plus SYSLINUX
 /// (`ldlinux.sys`, `ldlinux.c32`, installed as `syslinux --install` would), optionally behind an
 /// MBR.

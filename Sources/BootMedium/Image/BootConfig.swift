@@ -1,4 +1,4 @@
-/// The boot loader configuration (BEHAVIOUR.md §5.2): `isolinux.cfg` on an ISO, `syslinux.cfg`
+/// The boot loader configuration (docs/behaviour.md §5.2): `isolinux.cfg` on an ISO, `syslinux.cfg`
 /// on a USB image, both rendered from `templates/boot.cfg.mustache` (one rendering path), and
 /// GRUB's `grub.cfg` for UEFI from `templates/grub.cfg.mustache` with the same console, kernel
 /// arguments, `ramdisk_size` and initrds.

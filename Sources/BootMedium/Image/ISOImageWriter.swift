@@ -1,4 +1,4 @@
-/// The `iso` image type (node-iso, generic-iso) laid out by libisofs (BEHAVIOUR.md §5.3): Rock
+/// The `iso` image type (node-iso, generic-iso) laid out by libisofs (docs/behaviour.md §5.3): Rock
 /// Ridge + Joliet, El Torito no-emulation boot of `isolinux.bin` (load size 4, boot info table,
 /// `boot.cat`), `ldlinux.c32` beside it, an isohybrid MBR from the tree's `isohdpfx.bin` so the
 /// same image boots from a USB disk, and the UEFI entry with its ESP image when the tree has a

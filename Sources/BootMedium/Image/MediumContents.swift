@@ -43,7 +43,7 @@ enum UEFIPlacement {
     case espImage
 }
 
-/// What every image type of a plan carries (BEHAVIOUR.md §5): the overlay, the boot config
+/// What every image type of a plan carries (docs/behaviour.md §5): the overlay, the boot config
 /// rendered from the one template, `pl_version`, the tree's kernel and bootcd.img, the UEFI
 /// loader with its GRUB config when the tree has one, and the manifest listing them.
 ///
@@ -65,7 +65,7 @@ struct MediumContents {
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> MediumContents {
         let plan = inputs.plan
-        // BEHAVIOUR.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
+        // docs/behaviour.md §5.4: one cramfs initrd of the merged, read-only-adjusted tree.
         let overlay = try Overlay.entries(plan, nodeConfigText: inputs.nodeConfigText)
         let image = try CramfsRoot.build(plan, overlay: overlay, cancellation: cancellation)
         let config = try BootConfig.render(plan, ramdiskBytes: image.size, initrds: "cramfs.img", readOnlyRoot: true)

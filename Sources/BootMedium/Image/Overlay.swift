@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 
 /// `overlay.img`: the node-specific files laid over the bootcd's root filesystem
-/// (BEHAVIOUR.md §5.1), as a gzip-compressed cpio newc archive written with libarchive.
+/// (docs/behaviour.md §5.1), as a gzip-compressed cpio newc archive written with libarchive.
 ///
 /// Entries are sorted by path (parents first), owned by 0:0, directories `0755`, files `0644`
 /// except `usr/boot/plnode.txt` (`0600`: it holds the node key); every mtime is the plan's

@@ -1,4 +1,4 @@
-/// The `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) image types (BEHAVIOUR.md §5.3),
+/// The `usb` (FAT superfloppy) and `usb_partition` (MBR + FAT) image types (docs/behaviour.md §5.3),
 /// laid out by the pure-Swift FAT writer and SYSLINUX installer: the same files as the ISO with
 /// `syslinux.cfg` (the same template as `isolinux.cfg`), the tree's SYSLINUX payload, and the
 /// UEFI loader in `EFI/BOOT/` when the tree has one.

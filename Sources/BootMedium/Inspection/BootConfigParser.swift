@@ -1,4 +1,7 @@
-/// A SYSLINUX/ISOLINUX configuration, parsed for `inspect` (BEHAVIOUR.md §5.2 and the LABEL form).
+import Foundation
+
+/// A SYSLINUX/ISOLINUX configuration, parsed for `inspect` (docs/behaviour.md §5.2, both the
+/// legacy and the LABEL form).
 public struct ParsedBootConfig: Codable, Equatable, Sendable {
     /// One `LABEL` block (the legacy form without LABEL gives one label named after `DEFAULT`).
     public struct Label: Codable, Equatable, Sendable {
@@ -103,5 +106,3 @@ public struct ParsedNodeConfig: Codable, Equatable, Sendable {
     /// The value of `name`.
     func value(_ name: String) -> String? { assignments.first { $0.name == name }?.value }
 }
-
-import Foundation

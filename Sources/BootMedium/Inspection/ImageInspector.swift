@@ -1,6 +1,8 @@
 import Foundation
 
-/// A filesystem the inspector can list and read (ISO 9660 now; FAT and cramfs plug in here).
+/// A medium's filesystem the inspector lists and reads files of: ISO 9660 (``ISO9660Reader``) and
+/// FAT (``FATReader``). A cramfs (a whole image, or the `cramfs.img` inside a medium) is walked by
+/// ``CramfsReader`` through `inspectCramfs` instead (a bare cramfs carries no manifest).
 protocol InspectableFileSystem {
     /// Every regular file: path (with a leading slash) and size.
     func files() throws(BootMediumError) -> [InspectionReport.File]

@@ -106,7 +106,8 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         public var inodes: Int
         /// Regular files.
         public var files: Int
-        /// Whether `/etc/inittab` starts `pl_rsysinit` and that script exists (BEHAVIOUR.md §5.4).
+        /// Whether `/etc/inittab` starts `pl_rsysinit` and that script exists
+        /// (docs/behaviour.md §5.4).
         public var readOnlyRoot: Bool
     }
 

@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 import Synchronization
 
-/// A nodefamily's bootcd tree, `usr/share/bootcd-<nodefamily>/<variant>/` (BEHAVIOUR.md §4).
+/// A nodefamily's bootcd tree, `usr/share/bootcd-<nodefamily>/<variant>/` (docs/behaviour.md §4).
 ///
 /// Layout read (see `tools/demo/LAYOUT.md`):
 /// `version.txt`, `passwd`, `isofs/kernel`, `isofs/bootcd.img`, the ISOLINUX files under

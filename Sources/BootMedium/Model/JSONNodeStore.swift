@@ -6,8 +6,8 @@ import Darwin
 import Foundation
 import Synchronization
 
-/// The JSON node store of CONTRACT.md §2: `{"nodes": [...], "interfaces": [...]}` with PLCAPI's
-/// field names.
+/// The JSON node store of docs/contract.md §2: `{"nodes": [...], "interfaces": [...]}` with
+/// PLCAPI's field names.
 ///
 /// The file is checked on each call, so other writers are seen: it is parsed again whenever its
 /// identity (``FileIdentity``) changed. It must be a regular file of at most ``maximumSize``

@@ -1,4 +1,4 @@
-/// Saving a renewed key into the node store's text (CONTRACT.md §2): the whole document is
+/// Saving a renewed key into the node store's text (docs/contract.md §2): the whole document is
 /// checked as JSON (RFC 8259) in one pass over its bytes, the record of `nodes` whose `node_id` is
 /// the node's is found, and only its `key` value is replaced (or a `key` member inserted first in
 /// the record when it has none). Every other byte of the operator's file (formatting, member

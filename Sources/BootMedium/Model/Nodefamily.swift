@@ -46,7 +46,7 @@ public struct Nodefamily: Equatable, Hashable, Sendable {
             && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }
     }
 
-    /// The nodefamily of `node` given the server default (BEHAVIOUR.md §3).
+    /// The nodefamily of `node` given the server default (docs/behaviour.md §3).
     ///
     /// Node groups are read in order: a known arch sets the arch, a `PLDISTRO-ARCH` name with a
     /// known arch sets both, anything else is ignored. Then the later PLCAPI's node tags apply:

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A PLC server's files under a root directory (CONTRACT.md §1).
+/// A PLC server's files under a root directory (docs/contract.md §1).
 public struct PLCRoot: Sendable {
     /// The root directory, absolute, without a trailing slash (empty for `/`).
     public let path: String

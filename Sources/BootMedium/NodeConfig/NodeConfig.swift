@@ -1,4 +1,4 @@
-/// The node config file, `plnode.txt` (BEHAVIOUR.md §2, CONTRACT.md §2).
+/// The node config file, `plnode.txt` (docs/behaviour.md §2, docs/contract.md §2).
 ///
 /// Built and validated once from the node and its interfaces; rendered with or without a key
 /// renewal. Line order: [`NODE_ID`, `NODE_KEY`, `KEY_RENEWAL_DATE`], `NET_DEVICE` (if a MAC),

@@ -1,6 +1,6 @@
 /// One `NAME="value"` line of plnode.txt, which the node *sources* with a POSIX shell as root.
 ///
-/// Decision (BEHAVIOUR.md §2 flaw): unsafe values are **refused**, not escaped. Inside double
+/// Decision (docs/behaviour.md §2 flaw): unsafe values are **refused**, not escaped. Inside double
 /// quotes a POSIX shell treats `"`, `\`, `$` and `` ` `` specially, and a newline or other control
 /// character would split or hide a line (so would U+2028, U+2029 for other line readers, and
 /// bidi controls or U+FEFF hide text: ``checkLiteral(_:field:)``); the node's boot manager also

@@ -52,7 +52,7 @@ public enum MediumKind: String, Sendable {
     public var suffix: String { "." + (self == .text ? "txt" : rawValue) }
 }
 
-/// The concrete image layout to write (BEHAVIOUR.md §5.3).
+/// The concrete image layout to write (docs/behaviour.md §5.3).
 public enum ImageType: String, Sendable, CaseIterable {
     case iso
     case usb

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a medium goes.
 public enum Destination: Equatable, Sendable {
     /// Returned in the result: config text as is, images base64-encoded (empty filename).
@@ -88,12 +90,10 @@ public struct BootPlan: Sendable {
         return "\(name) BootCD \(tree.version)"
     }
 
-    /// The default image name of BEHAVIOUR.md §5.3:
+    /// The default image name of docs/behaviour.md §5.3:
     /// `<PLC_NAME>-BootCD-<version>[-serial[-<spec>]]<ending>`.
     public var defaultImageName: String? {
         guard let tree, let imageType, let name = configuration.plcName else { return nil }
         return "\(name)-BootCD-\(tree.version)\(console?.nameSuffix ?? "")\(imageType.nameEnding)"
     }
 }
-
-import Foundation

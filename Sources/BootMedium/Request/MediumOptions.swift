@@ -1,4 +1,6 @@
-/// The options of a request (BEHAVIOUR.md §1), parsed, before node tags are applied.
+import Foundation
+
+/// The options of a request (docs/behaviour.md §1), parsed, before node tags are applied.
 public struct MediumOptions: Equatable, Sendable {
     /// `cramfs`.
     public var cramfs = false
@@ -50,7 +52,7 @@ public struct MediumOptions: Equatable, Sendable {
     }
 
     /// The settings in force for `node`: its tags are defaults that the request's options
-    /// override (CONTRACT.md §2). `cramfs`, `no-hangcheck`, `systemd-console`, `systemd-debug`
+    /// override (docs/contract.md §2). `cramfs`, `no-hangcheck`, `systemd-console`, `systemd-debug`
     /// are on when the tag is present; `serial` is a spec (empty or `default`: the default);
     /// `kvariant` a variant name. A tag value that does not parse is an error like the option.
     public func applyingTags(of node: Node?) throws(BootMediumError) -> MediumOptions {
@@ -75,5 +77,3 @@ public struct MediumOptions: Equatable, Sendable {
         return result
     }
 }
-
-import Foundation

@@ -1,4 +1,4 @@
-/// The filename template of a request and its markers (BEHAVIOUR.md §1):
+/// The filename template of a request and its markers (docs/behaviour.md §1):
 /// `%d` work dir, `%n` node hostname (generic actions: a random name), `%s` suffix,
 /// `%p` PLC name, `%f` nodefamily, `%a` arch, `%v` bootcd version.
 /// Any other `%` sequence is `invalid-output`: a template must say what it means.

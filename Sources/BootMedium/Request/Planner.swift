@@ -41,8 +41,8 @@ public struct BootMediumRequest: Sendable {
     }
 }
 
-/// Turns a request into a ``BootPlan``: every check of BEHAVIOUR.md §1 and §3, in the original's
-/// order (action, options, node and permissions, nodefamily, tree, output).
+/// Turns a request into a ``BootPlan``: every check of docs/behaviour.md §1 and §3, in the
+/// original's order (action, options, node and permissions, nodefamily, tree, output).
 public struct Planner: Sendable {
     /// The PLC root.
     public let root: PLCRoot

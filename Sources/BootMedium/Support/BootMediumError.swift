@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The one error type bootmedium reports.
 ///
 /// Every failure carries a stable machine-readable ``code`` (used by the CLI as
@@ -106,9 +112,3 @@ extension BootMediumError {
             context: ["path": path, "errno": String(code)])
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

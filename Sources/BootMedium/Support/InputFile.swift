@@ -56,7 +56,7 @@ public struct InputRole: Sendable {
 /// what is measured (size, identity, digest) and what is copied are the same file, and
 /// ``checkUnchanged()`` tells whether it was written to since.
 ///
-/// Opening is the one place that enforces what an input may be (README, "Inputs"):
+/// Opening is the one place that enforces what an input may be (docs/inputs.md):
 /// - inside the PLC root, every component resolves beneath it (`openat2` with
 ///   `RESOLVE_BENEATH`): a `..` or a symbolic link that leaves the root (absolute links
 ///   included, since they name the host's file system) is `outside-root`, so no host file can

@@ -4,9 +4,13 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
-/// Thin wrappers that turn C return codes into ``BootMediumError``: the one place of the library
-/// where `errno` is read for file work.
+/// Thin wrappers that turn C return codes into ``BootMediumError`` (`EINTR` retried, `errno`
+/// read right after the failing call). Not the only place `errno` is read: the delivery
+/// (`OutputFile`, `Sinks`, `NodeLock`), the input readers (`InputFile`, `FileIdentity`,
+/// `JSONNodeStore`, `ImageBytes`), the cramfs scratch file and a few Interop calls read it
+/// themselves, each right after its own call, into ``BootMediumError/io(_:path:errno:)``.
 enum Posix {
     /// Retries `body` while it fails with `EINTR`.
     static func retrying<T: BinaryInteger>(_ body: () -> T) -> T {
@@ -307,5 +311,3 @@ public final class TempFileRegistry: Sendable {
         }
     }
 }
-
-import Synchronization

@@ -1,5 +1,5 @@
 /// The work of `syslinux --install` (SYSLINUX 6.04, mtools installer, default options) done on
-/// bytes, following SYSLINUX-INSTALL.md: given where `ldlinux.sys` lands on the FAT volume, it
+/// bytes, following docs/syslinux-install.md: given where `ldlinux.sys` lands on the FAT volume, it
 /// produces the installed `ldlinux.sys` (core + 2 ADV sectors, patched) and the volume's new
 /// boot sector (the volume's BPB merged with the template's code, patched).
 ///

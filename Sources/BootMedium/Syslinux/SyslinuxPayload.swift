@@ -1,7 +1,7 @@
 import Foundation
 
 /// The pristine SYSLINUX 6.04 blobs an installer needs, all from the same build
-/// (SYSLINUX-INSTALL.md §1): the FAT boot sector template (`ldlinux.bss`, 512 bytes), the
+/// (docs/syslinux-install.md §1): the FAT boot sector template (`ldlinux.bss`, 512 bytes), the
 /// unpatched core (`ldlinux.sys`, a multiple of 512 bytes, without ADV) and the matching
 /// `ldlinux.c32`.
 public struct SyslinuxPayload: Sendable, Equatable {
@@ -55,7 +55,7 @@ public struct SyslinuxPayload: Sendable, Equatable {
     public var installedSysSize: Int { ldlinuxSys.count + 2 * 512 }
 }
 
-/// The offsets of ldlinux.sys's patch area and extended patch area (SYSLINUX-INSTALL.md §3),
+/// The offsets of ldlinux.sys's patch area and extended patch area (docs/syslinux-install.md §3),
 /// read from the file itself.
 struct SyslinuxPatchArea: Equatable, Sendable {
     /// LDLINUX_MAGIC, also at boot sector 0x1F8.
