@@ -94,12 +94,9 @@ struct MediumWriter: ImageWriter {
         let slots = try MediumContents.slots(
             tree, configName: layout.configName, uefi: layout.uefiPlacement, capacities: templates?.capacities ?? .standard)
         let contents = try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation)
-        if let templates {
-            let open = try template(plan, tree: tree, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
-            if let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: open.record.fixedFiles) {
-                try SplicedMedium(open, slots: filled.bytes).write(to: sink, cancellation: cancellation)
-                return
-            }
+        if let spliced = try splice(plan, tree: tree, slots: slots, contents: contents, extra: extra, cancellation: cancellation) {
+            try spliced.write(to: sink, cancellation: cancellation)
+            return
         }
         // Without a template, or a content too big for its slot: the whole medium, its slots
         // grown to fit.
@@ -110,6 +107,30 @@ struct MediumWriter: ImageWriter {
         }
         let final = files.map { file in filled.bytes[file.name].map { MediumFile(name: file.name, source: .bytes($0)) } ?? file }
         try layout.write(final, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+    }
+
+    /// The plain medium of `inputs` as its template with the request's slots, or nil when it
+    /// is to be built in full (no template cache, or a content too big for its slot).
+    func splice(_ inputs: ImageInputs, cancellation: CancellationFlag) throws(BootMediumError) -> SplicedMedium? {
+        let plan = inputs.plan
+        guard let tree = plan.tree, plan.imageType?.isCramfs != true else { return nil }
+        let slots = try MediumContents.slots(
+            tree, configName: layout.configName, uefi: layout.uefiPlacement, capacities: templates?.capacities ?? .standard)
+        let contents = try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation)
+        return try splice(plan, tree: tree, slots: slots, contents: contents, extra: try layout.loaderFiles(tree), cancellation: cancellation)
+    }
+
+    private func splice(
+        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, contents: [String: [UInt8]], extra: [MediumFile],
+        cancellation: CancellationFlag
+    ) throws(BootMediumError) -> SplicedMedium? {
+        // A content too big for its slot is known before any template is looked for.
+        guard let templates, contents.allSatisfy({ slots.padded($0.value, $0.key) != nil }) else { return nil }
+        let open = try template(plan, tree: tree, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
+        guard let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: open.record.fixedFiles) else {
+            return nil  // the manifest outgrew its slot
+        }
+        return try SplicedMedium(open, slots: filled.bytes)
     }
 
     /// The template of `plan` from `cache`, built when missing: its files with the slots'

@@ -85,10 +85,15 @@ public enum ImageInspector {
             report.elTorito = boots
             if let efi = boots.first(where: { $0.platform == "UEFI" }) {
                 report.efiLoader = true
-                let volume = try FATReader(image, offset: Int64(efi.loadRBA) * ISO9660Reader.sector)
-                report.esp = InspectionReport.ESP(
-                    path: efi.image, volumeLabel: String(decoding: volume.boot.extended.volumeLabel, as: UTF8.self).trimmingCharacters(in: .whitespaces),
-                    files: try volume.files())
+                // A damaged ESP is reported, not fatal: the rest of the image still reads.
+                do throws(BootMediumError) {
+                    let volume = try FATReader(image, offset: Int64(efi.loadRBA) * ISO9660Reader.sector)
+                    report.esp = InspectionReport.ESP(
+                        path: efi.image, volumeLabel: String(decoding: volume.boot.extended.volumeLabel, as: UTF8.self).trimmingCharacters(in: .whitespaces),
+                        files: try volume.files())
+                } catch {
+                    report.esp = InspectionReport.ESP(path: efi.image, volumeLabel: "", files: [], problem: error.message)
+                }
             }
             return report
         case "vfat":
@@ -327,7 +332,13 @@ public enum ImageInspector {
         }
         var problems: [String] = []
         var byPath: [String: InspectionReport.File] = [:]
-        for file in try volume.files() { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
+        let found: [InspectionReport.File]
+        do throws(BootMediumError) {
+            found = try volume.files()
+        } catch {
+            return ["\(path): its FAT volume cannot be read (\(error.message))"]
+        }
+        for file in found { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
         var listed: Set<String> = []
         for entry in listing {
             let name = "/" + entry.path
@@ -341,7 +352,7 @@ public enum ImageInspector {
             }
             if actual.size != entry.size {
                 problems.append("\(path)/\(entry.path): size \(actual.size), manifest says \(entry.size)")
-            } else if try volume.sha256(actual.path, zeroed: nil) != entry.sha256 {
+            } else if (try? volume.sha256(actual.path, zeroed: nil)) != entry.sha256 {
                 problems.append("\(path)/\(entry.path): SHA-256 differs from the manifest")
             }
         }

@@ -66,6 +66,8 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         public var path: String?
         public var volumeLabel: String
         public var files: [File]
+        /// Why the volume could not be read, when it could not.
+        public var problem: String? = nil
     }
     /// SYSLINUX on a FAT filesystem.
     public struct Syslinux: Codable, Equatable, Sendable {
