@@ -16,6 +16,12 @@ static inline int bootmedium_openat2(int dirfd, const char *path, unsigned long 
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
+// memfd_create(2) (declared by glibc only with _GNU_SOURCE): an anonymous memory file, for
+// bytes a library insists on reading from a path (/proc/self/fd/N).
+static inline int bootmedium_memfd(const char *name) {
+    return (int)syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */);
+}
+
 // O_PATH needs _GNU_SOURCE, which Swift's Glibc module is not built with.
 static const int bootmedium_o_path = O_PATH;
 static const unsigned long long bootmedium_resolve_beneath = RESOLVE_BENEATH;

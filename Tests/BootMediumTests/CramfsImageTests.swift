@@ -67,7 +67,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
         let listing = try run("/usr/bin/isoinfo", ["-R", "-f", "-i", iso])
         #expect(Set(listing.split(separator: "\n")) == [
             "/boot.cat", "/bootmedium.json", "/cramfs.img", "/isolinux.bin", "/isolinux.cfg", "/kernel", "/ldlinux.c32", "/pl_version",
-            "/efi.img", "/.disk", "/.disk/info", "/boot", "/boot/grub", "/boot/grub/grub.cfg",  // UEFI
+            "/.disk", "/.disk/info", "/boot", "/boot/grub", "/boot/grub/grub.cfg",  // UEFI (the ESP is a partition)
         ])
         let report = try run("/usr/bin/xorriso", ["-indev", iso, "-report_el_torito", "plain"])
         #expect(report.contains("El Torito img path :   1  /isolinux.bin"))

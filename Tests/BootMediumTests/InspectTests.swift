@@ -29,20 +29,25 @@ import Testing
         let boot = try #require(report.elTorito?.first)
         #expect(boot.platform == "BIOS" && boot.bootable && boot.emulation == "none" && boot.loadSectors == 4)
         #expect(boot.image == "/isolinux.bin" && boot.bootInfoTable)
-        // With the ESP the isohybrid MBR's first entry has type 0 (libisofs beside a GPT: an
-        // unused entry, as inspect reports it) and its second, type 0xef, covers efi.img; a GPT
-        // describes the same ESP (as xorriso's -isohybrid-gpt-basdat: no protective MBR, so
-        // sfdisk reads the MBR; xorriso reads the GPT).
+        // With the ESP, a protective MBR (one 0xee entry over the image, as inspect and sfdisk
+        // report it) fronts a GPT: partition 1 the ISO 9660 data from sector 64, partition 2 the
+        // appended ESP (type EFI system), as sfdisk, xorriso and sgdisk read them.
         let parts = try #require(report.partitions)
-        try #require(parts.count == 1, "\(parts)")
-        #expect(parts[0].number == 2 && parts[0].type == "0xef" && parts[0].sectors > 0)
+        #expect(parts.count == 1 && parts[0].type == "0xee" && parts[0].startSector == 1, "\(parts)")
+        let gpt = try #require(report.gpt)
+        try #require(gpt.partitions.count == 2, "\(gpt)")
+        #expect(gpt.partitions[0].firstLBA == 64 && gpt.partitions[0].typeName == "basic data")
+        let esp = gpt.partitions[1]
+        #expect(esp.typeName == "EFI system" && esp.firstLBA > gpt.partitions[0].lastLBA)
         let sfdisk = String(decoding: try runProcess("/sbin/sfdisk", ["--dump", iso]).stdout, as: UTF8.self)
-        let esp = try #require(sfdisk.split(separator: "\n").first { $0.replacingOccurrences(of: " ", with: "").contains("start=\(parts[0].startSector),") }, "\(sfdisk)")
-        #expect(esp.replacingOccurrences(of: " ", with: "").contains("size=\(parts[0].sectors),type=ef"), "\(sfdisk)")
+        #expect(sfdisk.contains("label: gpt") && sfdisk.contains("label-id: \(gpt.diskGUID)"), "\(sfdisk)")
+        let line = try #require(sfdisk.split(separator: "\n").first { $0.replacingOccurrences(of: " ", with: "").contains("start=\(esp.firstLBA),") }, "\(sfdisk)")
+        #expect(line.replacingOccurrences(of: " ", with: "").contains("size=\(esp.lastLBA - esp.firstLBA + 1),type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), "\(sfdisk)")
         let area = String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", iso, "-report_system_area", "plain"]).stdout, as: UTF8.self)
-        #expect(area.contains("GPT partition path :   2  /efi.img"), "\(area)")
-        #expect(area.contains("GPT start and size :   2  \(parts[0].startSector)  \(parts[0].sectors)"), "\(area)")
+        #expect(area.contains("GPT start and size :   2  \(esp.firstLBA)  \(esp.lastLBA - esp.firstLBA + 1)"), "\(area)")
         #expect(!area.contains("GPT backup problems"), "\(area)")
+        let sgdisk = try runProcess("/sbin/sgdisk", ["-v", iso])
+        #expect(String(decoding: sgdisk.stdout, as: UTF8.self).contains("No problems found"), "\(String(decoding: sgdisk.stdout, as: UTF8.self))")
         // Boot config parsed.
         let config = try #require(report.bootConfigs.first)
         #expect(config.path == "/isolinux.cfg" && config.serial == .init(port: 1, baud: 9600))

@@ -91,11 +91,18 @@ import Testing
         let iso = try await demo.build("node-iso", options: ["serial"], name: "dual.iso")
         let torito = String(decoding: try runProcess("/usr/bin/xorriso", ["-indev", iso, "-report_el_torito", "plain"]).stdout, as: UTF8.self)
         #expect(torito.contains("El Torito img path :   1  /isolinux.bin"), "\(torito)")
-        #expect(torito.contains("El Torito img path :   2  /efi.img"), "\(torito)")
         let uefiEntry = try #require(torito.split(separator: "\n").first { $0.hasPrefix("El Torito boot img :   2") })
         #expect(uefiEntry.contains("UEFI"), "\(uefiEntry)")
+        // The ESP: GPT partition 2 as sfdisk reads it, the same blocks El Torito's entry loads.
+        let dump = try runProcess("/sbin/sfdisk", ["--json", iso])
+        let table = try #require((try JSONSerialization.jsonObject(with: dump.stdout) as? [String: Any])?["partitiontable"] as? [String: Any])
+        let espEntry = try #require((table["partitions"] as? [[String: Any]])?.first { ($0["type"] as? String) == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" }, "\(table)")
+        let start = try #require(espEntry["start"] as? Int), sectors = try #require(espEntry["size"] as? Int)
+        let loads = try #require(uefiEntry.split(separator: " ").compactMap { Int($0) }.suffix(2).first)
+        #expect(loads == sectors, "\(uefiEntry)")
         let esp = demo.path + "/esp.img"
-        try isoFile(iso, "/efi.img").write(to: URL(fileURLWithPath: esp))
+        let cut = try runProcess("/bin/dd", ["if=" + iso, "of=" + esp, "bs=512", "skip=\(start)", "count=\(sectors)", "status=none"])
+        #expect(cut.status == 0)
         let fsck = try runProcess("/sbin/fsck.fat", ["-n", esp])
         #expect(fsck.status == 0, "\(fsck.stdout) \(fsck.stderr)")
         for name in ["BOOTX64.EFI", "grubx64.efi", "mmx64.efi"] {
@@ -126,14 +133,28 @@ import Testing
         let esp = try #require(report.esp)
         #expect(esp.volumeLabel == "EFIBOOT")
         #expect(esp.files.map(\.path).sorted() == ["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/grubx64.efi", "/EFI/BOOT/mmx64.efi"])
-        let listed = try #require(report.manifest.manifest?.files.first { $0.path == "efi.img" }?.files)
+        let listed = try #require(report.manifest.manifest?.esp?.files)
         for name in ["shimx64.efi", "grubx64.efi", "mmx64.efi"] {
             let inTree = Digest.sha256(Array(try Data(contentsOf: URL(fileURLWithPath: demo.tree + "/efi/" + name))))
             let onESP = "EFI/BOOT/" + (name == "shimx64.efi" ? "BOOTX64.EFI" : name)
             #expect(listed.first { $0.path == onESP }?.sha256 == inTree, "\(onESP)")
         }
+        // The GPT as sfdisk reads it.
+        let dump = try runProcess("/sbin/sfdisk", ["--json", iso])
+        let sfdisk = try JSONSerialization.jsonObject(with: dump.stdout) as? [String: Any]
+        let table = try #require(sfdisk?["partitiontable"] as? [String: Any], "\(dump.stderr)")
+        let parts = try #require(table["partitions"] as? [[String: Any]])
         let gpt = try #require(report.gpt)
         #expect(gpt.headerCRCOK && gpt.entriesCRCOK && gpt.backupOK)
+        #expect((table["id"] as? String)?.uppercased() == gpt.diskGUID)
+        #expect(parts.count == gpt.partitions.count)
+        for (theirs, ours) in zip(parts, gpt.partitions) {
+            #expect(theirs["start"] as? Int == Int(ours.firstLBA) && theirs["size"] as? Int == Int(ours.lastLBA - ours.firstLBA + 1))
+            #expect((theirs["type"] as? String)?.uppercased() == ours.type && (theirs["uuid"] as? String)?.uppercased() == ours.guid)
+        }
+        #expect(gpt.partitions.map(\.typeName) == ["basic data", "EFI system"])
+        let sgdisk = String(decoding: try runProcess("/sbin/sgdisk", ["-p", iso]).stdout, as: UTF8.self)
+        #expect(sgdisk.contains("EF00") && !sgdisk.contains("Invalid"), "\(sgdisk)")
         // Two builds under SOURCE_DATE_EPOCH: the same GPT GUIDs.
         let again = try ImageInspector.inspect(path: try await demo.build("node-iso", options: ["serial"], name: "esp2.iso"))
         #expect(again.gpt == gpt)

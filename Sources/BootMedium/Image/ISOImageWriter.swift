@@ -26,12 +26,20 @@ struct ISOMediumLayout: MediumLayout {
     func write(_ files: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     {
+        // The ESP image is no file of the ISO 9660 file system: it is appended as a partition.
+        var esp: [UInt8]?
+        var inISO: [ISOFile] = []
+        for file in files {
+            if file.name == UEFIBoot.espImageName, case .bytes(let bytes) = file.source {
+                esp = bytes
+            } else {
+                inISO.append(ISOFile(name: file.name, source: file.source))
+            }
+        }
         let layout = ISOLayout(
-            volumeID: MediumContents.label(plan, length: 32),
-            files: files.map { ISOFile(name: $0.name, source: $0.source) },
+            volumeID: MediumContents.label(plan, length: 32), files: inISO,
             bootImage: "isolinux.bin", isohybridMBR: try MediumContents.read(tree, tree.isohybridMBRPath),
-            efiBootImage: files.contains { $0.name == UEFIBoot.espImageName } ? UEFIBoot.espImageName : nil,
-            gptGUID: MediumContents.guid(plan, purpose: "gpt disk guid"), timestamp: plan.clock.now)
+            espImage: esp, gptGUID: MediumContents.guid(plan, purpose: "gpt disk guid"), timestamp: plan.clock.now)
         try Isofs.write(layout, to: sink, cancellation: cancellation)
     }
 

@@ -26,7 +26,7 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// them after layout.
         public var zeroed: [[Int64]]?
         /// The files inside this file when it is itself a FAT volume (the ESP image `efi.img`
-        /// an ISO's El Torito EFI entry loads), paths relative to that volume's root.
+        /// of an ISO, ``Manifest/esp``), paths relative to that volume's root.
         public var files: [File]? = nil
     }
 
@@ -52,6 +52,9 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var nodeID: Int?
     /// Every other file of the image.
     public var files: [File]
+    /// The EFI system partition an ISO carries after its ISO 9660 data (GPT partition 2, loaded
+    /// by El Torito's UEFI entry): its size and SHA-256, and its files (paths in the volume).
+    public var esp: File? = nil
 
     /// The manifest's JSON (sorted keys, so the same plan gives the same bytes).
     public func encoded() throws(BootMediumError) -> [UInt8] {
@@ -81,8 +84,12 @@ public struct Manifest: Codable, Equatable, Sendable {
             nodefamily: plan.nodefamily.name, bootcdVersion: plan.tree?.version ?? "",
             console: plan.console?.spec, kernelArguments: plan.kernelCommandLine.arguments,
             options: plan.options, nodeID: plan.node?.nodeID,
-            files: files.sorted { $0.path < $1.path })
+            // The ESP image is a partition of an ISO, not one of its files.
+            files: files.filter { !isESP($0) }.sorted { $0.path < $1.path }, esp: files.first(where: isESP))
     }
+
+    /// Whether `file` is an ISO's ESP image (the FAT volume appended as a partition).
+    static func isESP(_ file: File) -> Bool { file.path == UEFIBoot.espImageName && file.files != nil }
 
     /// The SHA-256 of `bytes` with `zeroed` ranges set to zero.
     static func digest(_ bytes: [UInt8], zeroing zeroed: [[Int64]]?) -> String {

@@ -69,12 +69,15 @@ public enum ImageInspector {
         switch probe.filesystem {
         case "iso9660":
             let iso = try ISO9660Reader(image)
+            let bootEntries = try iso.bootEntries()
+            // The ESP: what El Torito's UEFI entry loads (the appended partition).
+            let esp = bootEntries.first { $0.platform == "UEFI" }.map { (offset: Int64($0.loadRBA) * ISO9660Reader.sector, size: Int64($0.loadSectors) * 512) }
             var report = try report(
-                fs: iso, image: image, type: "iso", probe: probe, partitions: partitions, showSecrets: showSecrets)
+                fs: iso, image: image, type: "iso", probe: probe, partitions: partitions, esp: esp, showSecrets: showSecrets)
             report.volumeID = iso.volumeID
             let entries = try iso.walk()
             var boots: [InspectionReport.ElToritoEntry] = []
-            for boot in try iso.bootEntries() {
+            for boot in bootEntries {
                 let file = entries.first { !$0.isDirectory && $0.extent == boot.loadRBA }
                 boots.append(
                     InspectionReport.ElToritoEntry(
@@ -187,7 +190,7 @@ public enum ImageInspector {
     /// The parts every image type shares: files, boot configs, overlay, node config, manifest.
     static func report(
         fs: some InspectableFileSystem, image: ImageBytes, type: String, probe: Blkid.Probe,
-        partitions: [InspectionReport.Partition]?, showSecrets: Bool
+        partitions: [InspectionReport.Partition]?, esp: (offset: Int64, size: Int64)? = nil, showSecrets: Bool
     ) throws(BootMediumError) -> InspectionReport {
         let files = try fs.files()
         func has(_ path: String) -> InspectionReport.File? { files.first { $0.path.lowercased() == path.lowercased() } }
@@ -236,7 +239,7 @@ public enum ImageInspector {
             image: .init(path: image.path, size: image.size, type: type, filesystem: probe.filesystem, partitionTable: probe.partitionTable),
             volumeID: nil, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: efi, files: files,
             bootConfigs: configs, grubConfigs: grubConfigs.isEmpty ? nil : grubConfigs, overlay: overlay, nodeConfig: nodeConfig, bootcdVersion: version,
-            manifest: try checkManifest(fs: fs, files: files, image: image), cramfs: cramfs)
+            manifest: try checkManifest(fs: fs, files: files, image: image, esp: esp), cramfs: cramfs)
     }
 
     /// Walks a cramfs once (checking every block), and reads its node config, version and init
@@ -268,7 +271,9 @@ public enum ImageInspector {
     }
 
     /// Checks the embedded manifest against the files.
-    static func checkManifest(fs: some InspectableFileSystem, files: [InspectionReport.File], image: ImageBytes) throws(BootMediumError)
+    static func checkManifest(
+        fs: some InspectableFileSystem, files: [InspectionReport.File], image: ImageBytes, esp: (offset: Int64, size: Int64)? = nil
+    ) throws(BootMediumError)
         -> InspectionReport.ManifestCheck
     {
         guard let file = files.first(where: { $0.path == "/" + Manifest.path }) else {
@@ -308,7 +313,23 @@ public enum ImageInspector {
             }
             let digest = try fs.sha256(actual.path, zeroed: entry.zeroed)
             if digest != entry.sha256 { problems.append("\(entry.path): SHA-256 differs from the manifest") }
-            if let inner = entry.files { problems += try checkVolume(entry.path, listing: inner, in: fs, image: image) }
+            if let inner = entry.files {
+                guard let extent = try fs.contiguousExtent(actual.path) else {
+                    problems.append("\(entry.path): not stored contiguously")
+                    continue
+                }
+                problems += try checkVolume(entry.path, listing: inner, at: extent.offset, image: image)
+            }
+        }
+        if let listed = manifest.esp {
+            if let esp, esp.size == listed.size, esp.offset + esp.size <= image.size {
+                if try image.sha256(esp.offset, esp.size, what: "the ESP") != listed.sha256 {
+                    problems.append("\(listed.path): SHA-256 of the EFI system partition differs from the manifest")
+                }
+                problems += try checkVolume(listed.path, listing: listed.files ?? [], at: esp.offset, image: image)
+            } else {
+                problems.append("\(listed.path): the manifest lists an EFI system partition of \(listed.size) bytes, the image's UEFI boot entry \(esp.map { "loads \($0.size)" } ?? "is missing")")
+            }
         }
         for actual in files where !listed.contains(actual.path.lowercased()) && !unlisted.contains(actual.path.lowercased()) {
             if !actual.path.lowercased().hasPrefix("/ldlinux.") {
@@ -318,15 +339,14 @@ public enum ImageInspector {
         return .init(status: problems.isEmpty ? "ok" : "mismatch", problems: problems, manifest: manifest)
     }
 
-    /// The differences between the files of the FAT volume stored as `path` (the ESP image)
-    /// and the manifest's `listing` of them.
-    static func checkVolume(_ path: String, listing: [Manifest.File], in fs: some InspectableFileSystem, image: ImageBytes)
+    /// The differences between the files of the FAT volume at `offset` (the ESP image, named
+    /// `path` in the manifest) and the manifest's `listing` of them.
+    static func checkVolume(_ path: String, listing: [Manifest.File], at offset: Int64, image: ImageBytes)
         throws(BootMediumError) -> [String]
     {
-        guard let extent = try fs.contiguousExtent("/" + path) else { return ["\(path): not stored contiguously"] }
         let volume: FATReader
         do throws(BootMediumError) {
-            volume = try FATReader(image, offset: extent.offset)
+            volume = try FATReader(image, offset: offset)
         } catch {
             return ["\(path): not a FAT volume (\(error.message))"]
         }

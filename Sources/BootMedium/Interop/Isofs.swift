@@ -1,4 +1,5 @@
 import CIsofs
+import CLinux
 import Foundation
 import Synchronization
 
@@ -31,10 +32,12 @@ struct ISOLayout: Sendable {
     var loadSize: Int16 = 4
     /// The isohybrid MBR template (`isohdpfx.bin`), or nil for a CD-only image.
     var isohybridMBR: [UInt8]?
-    /// The name of the EFI system partition image (in `files`) of a second El Torito entry
-    /// (platform 0xEF, loaded whole), also a partition of the isohybrid GPT so that UEFI boots
-    /// the image as a disk too; nil for a BIOS-only image.
-    var efiBootImage: String?
+    /// The EFI system partition (a FAT image), appended after the ISO 9660 data as GPT
+    /// partition 2 (type EFI system; the GPT is then valid for every reader: partition 1, the
+    /// ISO, starts at 64 after the table, behind a protective MBR) and loaded whole by a second
+    /// El Torito entry (platform 0xEF), so that UEFI boots the image as a CD and as a disk; nil
+    /// for a BIOS-only image.
+    var espImage: [UInt8]?
     /// The GPT disk GUID (16 bytes, UEFI byte order) when a GPT is written.
     var gptGUID: [UInt8]?
     /// Every timestamp of the image (seconds since the epoch, UTC).
@@ -228,14 +231,14 @@ enum Isofs {
         try check(
             el_torito_set_isolinux_options(boot, layout.isohybridMBR == nil ? 1 : 3, 0),
             "isolinux options")
-        if let efi = layout.efiBootImage {
+        if layout.espImage != nil {
             var efiBoot: OpaquePointer?
-            try check(iso_image_add_boot_image(image, "/" + efi, ELTORITO_NO_EMUL, 0, &efiBoot), "El Torito EFI image")
+            try check(
+                iso_image_add_boot_image(image, "--interval:appended_partition_2:all::", ELTORITO_NO_EMUL, 0, &efiBoot),
+                "El Torito EFI image")
             try check(el_torito_set_boot_platform_id(efiBoot, 0xEF), "El Torito EFI platform")
-            // The firmware sees as much of the image as the entry's sector count says.
+            // The firmware sees as much of the partition as the entry's sector count says.
             el_torito_set_full_load(efiBoot, 1)
-            // bits 2-7 = 1: a GPT partition (Basic Data) over the image, when isohybrid.
-            try check(el_torito_set_isolinux_options(efiBoot, layout.isohybridMBR == nil ? 0 : 1 << 2, 0), "EFI image in the GPT")
         }
         try check(iso_image_set_boot_catalog_weight(image, 3), "boot catalog weight")
         var bootNode: OpaquePointer?
@@ -273,7 +276,23 @@ enum Isofs {
             }
             var area = [CChar](repeating: 0, count: 32768)
             for (i, byte) in mbr.enumerated() { area[i] = CChar(bitPattern: byte) }
-            try check(iso_write_opts_set_system_area(opts, &area, 2, 0), "isohybrid MBR")
+            // bit1: isohybrid patching; bit15: an active MBR entry, which some BIOSes need to
+            // boot a USB disk (behind a protective MBR, a dummy one over block 0).
+            let options: Int32 = layout.espImage == nil ? 2 : 2 | 1 << 15
+            try check(iso_write_opts_set_system_area(opts, &area, options, 0), "isohybrid MBR")
+        }
+        // libisofs reads an appended partition from a path: the ESP's bytes in a memory file.
+        var espFile: Int32 = -1
+        defer { if espFile >= 0 { close(espFile) } }
+        if let esp = layout.espImage {
+            espFile = bootmedium_memfd("bootmedium-esp")
+            if espFile < 0 { throw .io("create", path: "the ESP image", errno: errno) }
+            try Posix.writeAll(espFile, esp, path: "the ESP image")
+            var path = Array("/proc/self/fd/\(espFile)".utf8CString)
+            try check(iso_write_opts_set_partition_img(opts, 2, 0xEF, &path, 0), "ESP partition")
+            try check(iso_write_opts_set_appended_as_gpt(opts, 1), "ESP in the GPT")
+            // The ISO as partition 1 from 32 KiB on: after the GPT's header and entries.
+            try check(iso_write_opts_set_part_offset(opts, 16, 0, 0), "partition offset")
         }
         if var guid = layout.gptGUID, guid.count == 16 {
             try check(iso_write_opts_set_gpt_guid(opts, &guid, 1), "GPT disk GUID")
