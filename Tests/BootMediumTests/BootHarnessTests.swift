@@ -3,7 +3,7 @@ import Testing
 
 /// The referee itself (issue: demo root and boot proof): an ISO made by xorriso from the demo
 /// tree boots, and the same ISO without a boot loader is reported as a failed boot.
-@Suite(.serialized) struct BootHarnessTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct BootHarnessTests {
     @Test func fixtureISOBootsAndAnUnbootableOneFails() throws {
         let root = try DemoRoot.path()
         let dir = FileManager.default.temporaryDirectory.path + "/fixture-" + UUID().uuidString

@@ -55,7 +55,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
     return String(decoding: r.stdout, as: UTF8.self) + r.stderr
 }
 
-@Suite(.serialized) struct CramfsImageTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct CramfsImageTests {
     static let venvPython = (ProcessInfo.processInfo.environment["BOOTMEDIUM_CACHE"] ?? (NSHomeDirectory() + "/.cache/bootmedium")) + "/venv/bin/python3"
 
     /// iso_cramfs read back by xorriso/isoinfo, fsck.cramfs, pycramfs, and compared entry by

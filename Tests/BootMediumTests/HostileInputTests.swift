@@ -102,7 +102,7 @@ let hostileExecutables: [String] = {
 
 /// The fault classes of issue 15, each tried as an attacker or an unlucky operator would, on a
 /// fresh copy of the demo root, through the CLI as a separate process.
-@Suite struct HostileInputTests {
+@Suite(.tags(.demoRoot)) struct HostileInputTests {
     // MARK: 1. No input crashes the process (cramfs builds over a bootcd.img libarchive cannot open).
 
     enum BrokenBootcd: String, CaseIterable, Sendable {

@@ -20,7 +20,7 @@ func renderedPlnode(_ image: String, demo: DemoCopy, nodeID: Int, hostname: Stri
 
 /// node-iso and generic-iso boot under qemu (BIOS, as CD and as an isohybrid disk) and the
 /// node prints back exactly the plnode.txt we rendered.
-@Suite(.serialized) struct ISOBootTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct ISOBootTests {
     @Test(arguments: [
         ([String](), "cd", [String]()),
         (["serial"], "cd", ["console=ttyS0,115200n8"]),

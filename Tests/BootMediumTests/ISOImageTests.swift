@@ -15,7 +15,7 @@ func sha256(_ path: String) throws -> String {
     return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
 }
 
-@Suite(.serialized) struct ISOImageTests {
+@Suite(.serialized, .tags(.demoRoot)) struct ISOImageTests {
     @Test func independentReadersSeeTheLayout() async throws {
         let demo = try DemoCopy()
         let iso = try await demo.build("node-iso", options: ["serial"], name: "n.iso")

@@ -81,7 +81,7 @@ final class SyntheticRoot: @unchecked Sendable {
     func service() -> BootMediumService { base.service(epoch: 1_700_000_000) }
 }
 
-@Suite struct InspectGoldenTests {
+@Suite(.tags(.demoRoot)) struct InspectGoldenTests {
     func golden(_ name: String) throws -> String {
         try String(contentsOf: try #require(Bundle.module.url(forResource: "Golden/\(name)", withExtension: "json")), encoding: .utf8)
     }

@@ -5,7 +5,7 @@ import Testing
 
 /// `bootmedium inspect`: reports checked against independent readers, manifest tampering,
 /// and a corpus of hostile images.
-@Suite(.serialized) struct InspectTests {
+@Suite(.serialized, .tags(.demoRoot)) struct InspectTests {
     func inspectCLI(_ image: String, json: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
         let r = try runProcess(bootmediumExecutable, ["inspect", image] + (json ? ["--json"] : []))
         return (r.status, String(decoding: r.stdout, as: UTF8.self), r.stderr)

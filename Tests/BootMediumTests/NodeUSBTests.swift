@@ -13,7 +13,7 @@ func mtoolsRead(_ image: String, _ path: String, offset: Int = 0) throws -> Data
 
 /// node-usb, usb_partition and generic-usb built by the service: checked by fsck.fat, mtools,
 /// sfdisk and blkid, and booted under qemu from disk.
-@Suite(.serialized) struct NodeUSBTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct NodeUSBTests {
     @Test(arguments: [
         (false, [String](), [String]()),
         (false, ["serial"], ["console=ttyS0,115200n8"]),

@@ -5,7 +5,7 @@ import Testing
 
 /// Values that become path components of an output (`%n %p %v %f %a`, the published generic
 /// image's name) are single safe components whoever asks; a node's hostname is a DNS name.
-@Suite struct OutputNameTests {
+@Suite(.tags(.demoRoot)) struct OutputNameTests {
     @Test(arguments: [
         "node1.example.org", "a", "A-b_c.d+e~f", "5.4~rc1", String(repeating: "x", count: 255), "..a", "a..",
         "PlanetLab Test",

@@ -184,3 +184,11 @@ func writingInto(_ directory: String, pid: Int32) -> Bool {
             && (name.hasPrefix("#") || name.contains(".bootmedium-"))
     }
 }
+
+/// The test tiers (`tools/test --fast` runs the untagged unit tier alone).
+extension Tag {
+    /// Boots images under qemu (seconds to a minute each).
+    @Tag static var qemu: Self
+    /// Uses the demo PLC root (tools/demo-root: built from Debian packages the first time).
+    @Tag static var demoRoot: Self
+}

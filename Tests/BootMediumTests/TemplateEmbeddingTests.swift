@@ -6,7 +6,7 @@ import Testing
 /// The templates are embedded at build time (Plugins/EmbedTemplates): the embedded text is the
 /// files' text, and nothing on disk at run time (`$BOOTMEDIUM_TEMPLATES`, a `templates/` folder
 /// beside the executable or in the current directory) changes an image.
-@Suite(.serialized) struct TemplateEmbeddingTests {
+@Suite(.serialized, .tags(.demoRoot)) struct TemplateEmbeddingTests {
     /// `templates/*.mustache` of the source tree (the test's own #filePath finds it), hidden
     /// files left out as the tool leaves them out.
     static var templateFiles: [String: Data] {

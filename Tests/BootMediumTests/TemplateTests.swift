@@ -7,7 +7,7 @@ import Testing
 /// Plain media made from a cached template plus the request's slots (docs/templates.md): the
 /// same bytes as a medium built in full, read cleanly by independent readers; slots filled
 /// exactly or overflowing; the cache's invalidation, lock and bound; random access.
-@Suite(.serialized) struct TemplateTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct TemplateTests {
     enum Medium: String, CaseIterable, Sendable {
         case iso, usb, usbPartition
         var action: String { self == .iso ? "node-iso" : "node-usb" }

@@ -7,7 +7,7 @@ import Testing
 /// a disk and a USB stick, and with Secure Boot enforced when its kernel is signed (the demo
 /// root's `build-signed` variant, Debian's signed kernel); the node prints back exactly the
 /// plnode.txt we rendered, with the console argument on the kernel command line.
-@Suite(.serialized) struct UEFIBootTests {
+@Suite(.serialized, .tags(.qemu, .demoRoot)) struct UEFIBootTests {
     enum Medium: String, CaseIterable, Sendable {
         case iso, usb, usbPartition
         var action: String { self == .iso ? "node-iso" : "node-usb" }
@@ -24,35 +24,36 @@ import Testing
         return (image, plnode)
     }
 
-    @Test(arguments: [
-        (Medium.iso, "cd", ["serial"], "console=ttyS0,115200n8"),
-        (Medium.iso, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
-        (Medium.usb, "disk", ["serial"], "console=ttyS0,115200n8"),
-        (Medium.usb, "usb", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
-        (Medium.usbPartition, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
-        (Medium.usbPartition, "usb", ["serial"], "console=ttyS0,115200n8"),
-    ])
-    func mediaBootUnderUEFI(medium: Medium, media: String, options: [String], console: String) async throws {
+    /// Each medium the way firmware meets it: the ISO as a CD and as a disk, the USB images as
+    /// a disk and as a USB stick (usb-storage on qemu-xhci).
+    static let placements: [(Medium, String)] = [
+        (.iso, "cd"), (.iso, "disk"), (.usb, "disk"), (.usb, "usb"), (.usbPartition, "disk"), (.usbPartition, "usb"),
+    ]
+    /// Each console option with the kernel argument it must give.
+    static let consoles: [(option: String, argument: String)] = [
+        ("serial", "console=ttyS0,115200n8"), ("serial:ttyS1:9600", "console=ttyS1,9600n8"),
+    ]
+    static var matrix: [(Medium, String, String, String)] {
+        placements.flatMap { placement in consoles.map { (placement.0, placement.1, $0.option, $0.argument) } }
+    }
+
+    @Test(arguments: matrix)
+    func mediaBootUnderUEFI(medium: Medium, media: String, option: String, console: String) async throws {
         let demo = try DemoCopy()
-        let (image, plnode) = try await build(medium, options: options, demo: demo)
+        let (image, plnode) = try await build(medium, options: [option], demo: demo)
         let result = try bootCheck(image, firmware: "uefi", media: media, cmdline: ["root=/dev/ram0", console], plnode: .some(plnode))
         #expect(result.passed, "\(result.output)")
         // The same image still boots under BIOS.
-        if medium != .iso || media == "disk" {
-            let bios = try bootCheck(image, media: media == "usb" ? "disk" : media, cmdline: [console], plnode: .some(plnode))
+        if media != "usb" {
+            let bios = try bootCheck(image, media: media, cmdline: [console], plnode: .some(plnode))
             #expect(bios.passed, "\(bios.output)")
         }
     }
 
-    @Test(arguments: [
-        (Medium.iso, "cd", ["serial"], "console=ttyS0,115200n8"),
-        (Medium.iso, "disk", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
-        (Medium.usb, "usb", ["serial:ttyS1:9600"], "console=ttyS1,9600n8"),
-        (Medium.usbPartition, "disk", ["serial"], "console=ttyS0,115200n8"),
-    ])
-    func signedKernelsBootUnderSecureBoot(medium: Medium, media: String, options: [String], console: String) async throws {
+    @Test(arguments: matrix)
+    func signedKernelsBootUnderSecureBoot(medium: Medium, media: String, option: String, console: String) async throws {
         let demo = try DemoCopy()
-        let (image, plnode) = try await build(medium, options: ["variant:build-signed"] + options, demo: demo)
+        let (image, plnode) = try await build(medium, options: ["variant:build-signed", option], demo: demo)
         let result = try bootCheck(
             image, secureBoot: true, media: media, cmdline: ["root=/dev/ram0", console], plnode: .some(plnode), timeout: 180)
         #expect(result.passed, "\(result.output)")

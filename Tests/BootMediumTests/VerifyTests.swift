@@ -4,7 +4,7 @@ import Testing
 @testable import BootMedium
 
 /// `bootmedium verify`: current images pass; each kind of drift is one line.
-@Suite struct VerifyTests {
+@Suite(.tags(.demoRoot)) struct VerifyTests {
     func differences(_ demo: DemoCopy, _ image: String, node: String? = "1") async throws -> [String] {
         try await ImageVerifier.differences(image: image, node: node, planner: demo.service().planner)
     }
@@ -59,11 +59,12 @@ import Testing
         let generic = try await demo.build("generic-iso", node: nil, name: "g.iso")
         #expect(try await differences(demo, generic) == ["the image is generic-iso, not a node image"])
         #expect(try await differences(demo, generic, node: nil) == [])
-        // A tampered image: the manifest says so.
+        // A tampered image (a block of bootcd.img's data): the manifest says so.
+        let extent = try #require(try ISO9660Reader(try ImageBytes(path: generic)).contiguousExtent("/bootcd.img"))
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: generic))
-        try handle.seek(toOffset: 40 * 2048)
+        try handle.seek(toOffset: UInt64(extent.offset + 4 * 2048))
         let block = try handle.read(upToCount: 2048)!
-        try handle.seek(toOffset: 40 * 2048)
+        try handle.seek(toOffset: UInt64(extent.offset + 4 * 2048))
         try handle.write(contentsOf: Data(block.map { $0 ^ 0x5A }))
         try handle.close()
         let tampered = try await differences(demo, generic, node: nil)

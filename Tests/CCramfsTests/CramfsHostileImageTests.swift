@@ -3,8 +3,7 @@ import Foundation
 import Testing
 
 /// The reader on damaged and malicious images: every case must end in an error code, quickly.
-@Suite("CCramfs reader on hostile images")
-struct CramfsHostileImageTests {
+@Suite("CCramfs reader on hostile images", .tags(.slow)) struct CramfsHostileImageTests {
     static let good: [UInt8] = try! CramfsSpec.standard().build().write().image
 
     /// Runs `body` and fails if it takes longer than `limit` seconds.
@@ -266,4 +265,9 @@ struct CramfsHostileImageTests {
         }
         #expect(statuses.count > 3, "\(statuses)")
     }
+}
+
+extension Tag {
+    /// Takes minutes (thousands of damaged images): outside `tools/test --fast`.
+    @Tag static var slow: Self
 }

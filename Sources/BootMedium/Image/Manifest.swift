@@ -55,6 +55,9 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// The EFI system partition an ISO carries after its ISO 9660 data (GPT partition 2, loaded
     /// by El Torito's UEFI entry): its size and SHA-256, and its files (paths in the volume).
     public var esp: File? = nil
+    /// The files that are per-request slots of a template (docs/templates.md), each stored at
+    /// its slot's size: the same for a medium spliced from a template and one built in full.
+    public var slots: [String]? = nil
 
     /// The manifest's JSON (sorted keys, so the same plan gives the same bytes).
     public func encoded() throws(BootMediumError) -> [UInt8] {
@@ -77,7 +80,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     /// The manifest of `plan` listing `files`.
-    static func of(_ plan: BootPlan, files: [File]) -> Manifest {
+    static func of(_ plan: BootPlan, files: [File], slots: [String]? = nil) -> Manifest {
         Manifest(
             schema: schemaID, tool: "bootmedium \(BootMediumVersion.string)",
             action: plan.action.rawValue, imageType: plan.imageType?.rawValue ?? "text",
@@ -85,7 +88,7 @@ public struct Manifest: Codable, Equatable, Sendable {
             console: plan.console?.spec, kernelArguments: plan.kernelCommandLine.arguments,
             options: plan.options, nodeID: plan.node?.nodeID,
             // The ESP image is a partition of an ISO, not one of its files.
-            files: files.filter { !isESP($0) }.sorted { $0.path < $1.path }, esp: files.first(where: isESP))
+            files: files.filter { !isESP($0) }.sorted { $0.path < $1.path }, esp: files.first(where: isESP), slots: slots)
     }
 
     /// Whether `file` is an ISO's ESP image (the FAT volume appended as a partition).

@@ -149,7 +149,7 @@ struct MediumContents {
             bytes[name] = padded
             entries.append(Manifest.File(path: name, size: Int64(padded.count), sha256: Digest.sha256(padded), zeroed: nil))
         }
-        let manifest = Manifest.of(plan, files: entries)
+        let manifest = Manifest.of(plan, files: entries, slots: slots.names)
         let encoded = try manifest.encoded()
         if growing { slots = slots.grown(toFit: [Manifest.path: encoded]) }
         guard let padded = slots.padded(encoded, Manifest.path) else { return nil }
