@@ -20,7 +20,6 @@ let skipDebianPackage = ProcessInfo.processInfo.environment[skipDebianPackageVar
 /// whole release build the first time.
 enum DebianPackage {
     private static let built = Mutex<String?>(nil)
-    private static let directory = FileManager.default.temporaryDirectory.path + "/bootmedium-deb-" + UUID().uuidString
 
     static func path() throws -> String {
         if let path = built.withLock({ $0 }) { return path }
@@ -29,7 +28,7 @@ enum DebianPackage {
             path = given
         } else {
             let start = Date()
-            let r = try runProcess(packageDirectory + "/tools/package-deb", ["--output-dir", directory, "--scratch-path", packageDirectory + "/.build-deb"])
+            let r = try runProcess(packageDirectory + "/tools/package-deb", ["--output-dir", packageDirectory + "/.build-deb/deb", "--scratch-path", packageDirectory + "/.build-deb"])
             guard r.status == 0, let last = String(decoding: r.stdout, as: UTF8.self).split(separator: "\n").last else {
                 throw BootMediumError(.io, "tools/package-deb failed: \(r.stderr.suffix(3000))")
             }
