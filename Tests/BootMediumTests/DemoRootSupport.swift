@@ -33,9 +33,10 @@ final class DemoCopy: @unchecked Sendable {
     var workDir: String { path + "/var/tmp/bootmedium" }
     var tree: String { path + "/usr/share/bootcd-planetlab-x86_64/build" }
 
-    init(big: Bool = false) throws {
+    /// `at`: where the copy goes (on the cache's file system; default: a new temp dir).
+    init(big: Bool = false, at location: String? = nil) throws {
         let source = try DemoRoot.path(big: big)
-        path = FileManager.default.temporaryDirectory.path + "/bootmedium-demo-" + UUID().uuidString
+        path = location ?? FileManager.default.temporaryDirectory.path + "/bootmedium-demo-" + UUID().uuidString
         let r = try runProcess("/bin/cp", ["-al", source, path])
         guard r.status == 0 else { throw BootMediumError(.io, "cp -al: \(r.stderr)") }
         for file in ["nodes.json"] {
