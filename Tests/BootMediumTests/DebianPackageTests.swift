@@ -4,11 +4,6 @@ import Testing
 
 @testable import BootMedium
 
-extension Tag {
-    /// Minutes, not seconds: a debootstrap (once, cached), apt, qemu.
-    @Tag static var slow: Self
-}
-
 /// The environment variable that skips the slow Debian package proof; any other value, or none,
 /// runs it. The skip is reported as such by the test runner, never silent.
 let skipDebianPackageVariable = "BOOTMEDIUM_SKIP_DEBIAN_PACKAGE_TESTS"

@@ -191,4 +191,6 @@ extension Tag {
     @Tag static var qemu: Self
     /// Uses the demo PLC root (tools/demo-root: built from Debian packages the first time).
     @Tag static var demoRoot: Self
+    /// Minutes, not seconds: a debootstrap (once, cached), apt, qemu.
+    @Tag static var slow: Self
 }
