@@ -32,7 +32,7 @@ struct InspectCommand: AsyncParsableCommand {
             } else {
                 FileHandle.standardOutput.write(Data(report.summary.utf8))
             }
-            if report.manifest.status == "mismatch" || report.manifest.status == "invalid" {
+            if report.manifest.status == .mismatch || report.manifest.status == .invalid {
                 throw ExitCode(1)
             }
         } catch let error as BootMediumError {

@@ -156,7 +156,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
         #expect(inspected.cramfs?.readOnlyRoot == true)
         #expect(inspected.cramfs?.crcOK == true)
         #expect(inspected.nodeConfig?.value("NODE_ID") == "1")
-        #expect(inspected.manifest.status == "ok")
+        #expect(inspected.manifest.status == .ok)
     }
 
     /// usb_cramfs: the same cramfs.img in a FAT image with SYSLINUX, sized for all its files.
@@ -182,7 +182,7 @@ func run(_ tool: String, _ args: [String]) throws -> String {
         let inspected = try ImageInspector.inspect(path: usb)
         #expect(inspected.image.type == "usb")
         #expect(inspected.cramfs?.path?.lowercased() == "/cramfs.img")
-        #expect(inspected.manifest.status == "ok")
+        #expect(inspected.manifest.status == .ok)
         #expect(inspected.nodeConfig?.value("NODE_ID") == "1")
         // verify reads the node config out of the cramfs.
         #expect(try await ImageVerifier.differences(image: iso, node: "1", planner: demo.service().planner) == [])

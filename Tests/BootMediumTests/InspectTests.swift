@@ -60,7 +60,7 @@ import Testing
         #expect(report.nodeConfig?.value("HOST_NAME") == "node1")
         let secret = try ImageInspector.inspect(path: iso, showSecrets: true)
         #expect(secret.nodeConfig?.value("NODE_KEY") == (try demo.nodeKey(1)))
-        #expect(report.manifest.status == "ok" && report.manifest.problems.isEmpty)
+        #expect(report.manifest.status == .ok && report.manifest.problems.isEmpty)
         // The CLI: human form and JSON with the schema id.
         let human = try inspectCLI(iso)
         #expect(human.status == 0 && human.stdout.contains("manifest  ok"))
@@ -78,7 +78,7 @@ import Testing
         #expect(report.image.type == (partitioned ? "usb_partition" : "usb"))
         #expect(report.image.filesystem == "vfat")
         #expect(report.syslinux == .init(installed: true, version: "SYSLINUX 6.04"))
-        #expect(report.manifest.status == "ok", "\(report.manifest.problems)")
+        #expect(report.manifest.status == .ok, "\(report.manifest.problems)")
         #expect(report.bootConfigs.first?.path == "/syslinux.cfg")
         #expect(report.bootConfigs.first?.serial == .init(port: 0, baud: 115200))
         #expect(report.nodeConfig?.value("NODE_ID") == "1")
@@ -109,7 +109,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try runProcess(packageDirectory + "/tools/fixture-iso", [root, dir + "/x.iso"]).status == 0)
         let report = try ImageInspector.inspect(path: dir + "/x.iso")
-        #expect(report.manifest.status == "missing")
+        #expect(report.manifest.status == .missing)
         #expect(report.elTorito?.first?.bootInfoTable == true)
         #expect(report.nodeConfig != nil)
     }
@@ -128,7 +128,7 @@ import Testing
         try handle.write(contentsOf: Data([old ^ 0xFF]))
         try handle.close()
         let report = try ImageInspector.inspect(path: iso)
-        #expect(report.manifest.status == "mismatch")
+        #expect(report.manifest.status == .mismatch)
         #expect(report.manifest.problems == ["kernel: SHA-256 differs from the manifest"])
         let cli = try inspectCLI(iso)
         #expect(cli.status == 1)
@@ -206,7 +206,7 @@ import Testing
         let check = try ImageInspector.checkManifest(fs: fs, files: try fs.files(), image: reader.image)
         #expect(Date().timeIntervalSince(start) < 2)
         #expect(counter.hashes == files.count)
-        #expect(check.status == "mismatch")
+        #expect(check.status == .mismatch)
         #expect(check.problems.filter { $0 == "kernel: listed more than once in the manifest" }.count == 5000)
     }
 }

@@ -94,7 +94,7 @@ import Testing
             #expect(fsck.status == 0, "\(String(decoding: fsck.stdout, as: UTF8.self)) \(fsck.stderr)")
         }
         let report = try ImageInspector.inspect(path: spliced, showSecrets: true)
-        #expect(report.manifest.status == "ok", "\(report.manifest.problems)")
+        #expect(report.manifest.status == .ok, "\(report.manifest.problems)")
         #expect(report.nodeConfig?.value("NODE_KEY") == "template-test-key")
         let overlay = try #require(report.manifest.manifest?.files.first { $0.path == "overlay.img" })
         #expect(overlay.size == Int64(SlotCapacities.standard.overlay))
@@ -123,7 +123,7 @@ import Testing
         let grown = try isoFile(overflow, "/overlay.img")
         #expect(grown.count == 2 * (overlayBytes - 1))
         #expect(Array(try isoFile(fits, "/overlay.img")) == Array(grown.prefix(overlayBytes)))
-        #expect(try ImageInspector.inspect(path: overflow).manifest.status == "ok")
+        #expect(try ImageInspector.inspect(path: overflow).manifest.status == .ok)
         for image in [fits, overflow] {
             let result = try bootCheck(image, media: "cd", cmdline: ["console=ttyS0,115200n8"], plnode: .some(Self.plnode))
             #expect(result.passed, "\(image): \(result.output)")

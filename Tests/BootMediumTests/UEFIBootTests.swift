@@ -130,7 +130,7 @@ import Testing
         let demo = try DemoCopy()
         let iso = try await demo.build("node-iso", options: ["serial"], name: "esp.iso")
         let report = try ImageInspector.inspect(path: iso)
-        #expect(report.manifest.status == "ok", "\(report.manifest.problems)")
+        #expect(report.manifest.status == .ok, "\(report.manifest.problems)")
         let esp = try #require(report.esp)
         #expect(esp.volumeLabel == "EFIBOOT")
         #expect(esp.files.map(\.path).sorted() == ["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/grubx64.efi", "/EFI/BOOT/mmx64.efi"])
@@ -193,6 +193,6 @@ import Testing
         #expect(!torito.contains("/efi.img"), "\(torito)")
         let usb = try await demo.build("node-usb", name: "bios.usb")
         let report = try ImageInspector.inspect(path: usb)
-        #expect(report.efiLoader == false && report.manifest.status == "ok")
+        #expect(report.efiLoader == false && report.manifest.status == .ok)
     }
 }

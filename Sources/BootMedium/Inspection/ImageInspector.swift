@@ -125,7 +125,7 @@ public enum ImageInspector {
                 image: .init(path: image.path, size: image.size, type: "cramfs", filesystem: probe.filesystem, partitionTable: probe.partitionTable),
                 volumeID: cramfs.info.volumeName, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: false, files: files,
                 bootConfigs: [], overlay: nil, nodeConfig: nodeConfig, bootcdVersion: version,
-                manifest: .init(status: "missing", problems: [], manifest: nil), cramfs: summary)
+                manifest: .init(status: .missing, problems: [], manifest: nil), cramfs: summary)
         default:
             throw BootMediumError(
                 .invalidImage,
@@ -277,19 +277,19 @@ public enum ImageInspector {
         -> InspectionReport.ManifestCheck
     {
         guard let file = files.first(where: { $0.path == "/" + Manifest.path }) else {
-            return .init(status: "missing", problems: [], manifest: nil)
+            return .init(status: .missing, problems: [], manifest: nil)
         }
         guard file.size <= 1 << 20 else {
-            return .init(status: "invalid", problems: ["the manifest is larger than 1 MiB"], manifest: nil)
+            return .init(status: .invalid, problems: ["the manifest is larger than 1 MiB"], manifest: nil)
         }
         let manifest: Manifest
         do throws(BootMediumError) {
             manifest = try Manifest.decode(try fs.read(file.path))
         } catch {
-            return .init(status: "invalid", problems: [error.message], manifest: nil)
+            return .init(status: .invalid, problems: [error.message], manifest: nil)
         }
         guard manifest.schema == Manifest.schemaID else {
-            return .init(status: "invalid", problems: ["unknown manifest schema \(manifest.schema)"], manifest: manifest)
+            return .init(status: .invalid, problems: ["unknown manifest schema \(manifest.schema)"], manifest: manifest)
         }
         var problems: [String] = []
         var listed: Set<String> = []
@@ -336,7 +336,7 @@ public enum ImageInspector {
                 problems.append("\(actual.path.dropFirst()): in the image, not in the manifest")
             }
         }
-        return .init(status: problems.isEmpty ? "ok" : "mismatch", problems: problems, manifest: manifest)
+        return .init(status: problems.isEmpty ? .ok : .mismatch, problems: problems, manifest: manifest)
     }
 
     /// The differences between the files of the FAT volume at `offset` (the ESP image, named

@@ -9,8 +9,8 @@ public enum ImageVerifier {
     {
         let report = try ImageInspector.inspect(path: path, showSecrets: true)
         var out: [String] = []
-        if report.manifest.status != "ok" {
-            out.append("manifest: \(report.manifest.status)")
+        if report.manifest.status != .ok {
+            out.append("manifest: \(report.manifest.status.rawValue)")
             out += report.manifest.problems.map { "manifest: \($0)" }
         }
         guard let manifest = report.manifest.manifest else {

@@ -89,8 +89,18 @@ public struct InspectionReport: Codable, Equatable, Sendable {
     }
     /// The embedded manifest, checked against the image.
     public struct ManifestCheck: Codable, Equatable, Sendable {
-        /// `ok`, `mismatch`, `missing` or `invalid`.
-        public var status: String
+        /// What the check found.
+        public enum Status: String, Codable, Equatable, Sendable {
+            /// Every listed file is in the image with its size and SHA-256, and no other.
+            case ok
+            /// The image differs from its manifest (``ManifestCheck/problems`` says how).
+            case mismatch
+            /// The image has no manifest.
+            case missing
+            /// The manifest cannot be read (too big, not JSON, another schema).
+            case invalid
+        }
+        public var status: Status
         /// One line per difference.
         public var problems: [String]
         public var manifest: Manifest?
@@ -182,7 +192,7 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         } else if overlay != nil || cramfs != nil {
             lines.append("node      none (generic image)")
         }
-        lines.append("manifest  \(manifest.status)\(manifest.manifest.map { " (\($0.files.count) files, \($0.tool))" } ?? "")")
+        lines.append("manifest  \(manifest.status.rawValue)\(manifest.manifest.map { " (\($0.files.count) files, \($0.tool))" } ?? "")")
         for problem in manifest.problems { lines.append("          - \(problem)") }
         return lines.joined(separator: "\n") + "\n"
     }
