@@ -14,12 +14,20 @@ SRC=$(tools/demo-root --big | tail -n 1)
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$BENCH_NAME.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 FSTYPE=$(findmnt -n -o FSTYPE -T "$W")
-# bench_copy_root SRC DEST: a private copy of the PLC root SRC at DEST: hard links where DEST
-# shares SRC's file system, copies elsewhere; the node store is always a copy (key renewals
-# rewrite it).
+# bench_copy_root SRC DEST [--link]: a private copy of the PLC root SRC at DEST. Copied, not
+# hard-linked: a medium template's key covers its tree files' change times (docs/templates.md),
+# and every new link to a file moves them, so a tree sharing the cache's inodes would see its
+# templates rebuilt in the middle of the rounds whenever another benchmark or test links the
+# cached root. --link: hard links (where DEST shares SRC's file system), for a second root over
+# a private copy made by this script before any request; the node store is always a copy (key
+# renewals rewrite it).
 bench_copy_root() {
-  { cp -al "$1" "$2" 2>/dev/null || { rm -rf "$2"; cp -a "$1" "$2"; }; }
-  rm "$2/nodes.json" && cp "$1/nodes.json" "$2/nodes.json"
+  if [ "${3:-}" = --link ] && cp -al "$1" "$2" 2>/dev/null; then
+    rm "$2/nodes.json" && cp "$1/nodes.json" "$2/nodes.json"
+  else
+    rm -rf "$2"
+    cp -a "$1" "$2"
+  fi
 }
 bench_copy_root "$SRC" "$W/root"
 
