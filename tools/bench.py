@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The timing loop and the table of every benchmark in tools/ (bench-iso, bench-usb,
-bench-iso-cramfs, bench-cramfs-writer).
+bench-iso-cramfs, bench-cramfs-writer, bench-scale).
 
 Usage: bench.py run ROUNDS OUT.json CLAUSE...
-       bench.py table OUT.json [--title TEXT] [--times NAME]... [--speedup LABEL NAME]...
+       bench.py table OUT.json [--title TEXT] [--only PREFIX] [--times NAME]... [--speedup LABEL NAME]...
+       bench.py targets OUT.json [--title TEXT] [--ratio LABEL NAME BASE MAX]... [--rss MIB]
 
 `run` takes the commands as argv words, never as shell text: each CLAUSE is a keyword, its
 words and a lone `;` (the last clause may end without it):
@@ -17,7 +18,14 @@ OUT: per name, the wall and CPU times of every counted run and the peak RSS.
 
 `table` prints it as a markdown table: median, interquartile range, minimum, one `× NAME`
 column per --times (this median over NAME's), one `LABEL ÷ this` column per --speedup
-(NAME's median over this one), CPU time (user + system) and peak RSS.
+(NAME's median over this one), CPU time (user + system) and peak RSS. A command named
+`GROUP: COMMAND` is compared with `GROUP: NAME` where there is one (else with NAME), so one
+run can hold several groups, each with its own reference; --only PREFIX keeps the commands
+whose names start with PREFIX and shows them without it.
+
+`targets` prints one row per --ratio (NAME's median over BASE's, met when at most MAX) and
+with --rss the largest peak RSS of all commands (met when at most MIB), then one line per
+target: `target met: ...` or `target not met: ...`, with the numbers.
 """
 # Interleaved rounds: each round runs every command once (after its prepare steps and a sync,
 # so that no writeback left by the previous command runs during it) in an order rotated per
@@ -120,12 +128,29 @@ def run(args):
     json.dump(res, open(args.out, "w"))
 
 
+def load(path):
+    """OUT.json and the median wall time per command."""
+    res = json.load(open(path))
+    return res, {n: statistics.median(r["wall"]) for n, r in res.items()}
+
+
+def reference(med, row, name, path):
+    """The command `row` is compared with for `name`: `GROUP: name` in row's group, else name."""
+    group, sep, _ = row.partition(": ")
+    if sep and group + sep + name in med:
+        return group + sep + name
+    if name not in med:
+        sys.exit(f"bench.py: no command named {name!r} in {path}")
+    return name
+
+
 def table(args):
-    res = json.load(open(args.times_json))
-    med = {n: statistics.median(r["wall"]) for n, r in res.items()}
-    for n in args.times + [name for _, name in args.speedup]:
-        if n not in med:
-            sys.exit(f"bench.py: no command named {n!r} in {args.times_json}")
+    res, med = load(args.times_json)
+    rows = [n for n in res if n.startswith(args.only)]
+    if not rows:
+        sys.exit(f"bench.py: no command named {args.only!r}... in {args.times_json}")
+    ref = {(n, b): reference(med, n, b, args.times_json)
+           for n in rows for b in args.times + [name for _, name in args.speedup]}
 
     def iqr(v):
         v = sorted(v)
@@ -138,13 +163,41 @@ def table(args):
              + [f"{label} ÷ this" for label, _ in args.speedup] + ["CPU (s)", "peak RSS (MiB)"])
     print("| " + " | ".join(heads) + " |")
     print("|" + "---|" * len(heads))
-    for n, r in res.items():
+    for n in rows:
+        r = res[n]
         lo, hi = iqr(r["wall"])
-        cells = ([n, f"{med[n]:.3f}", f"{lo:.3f}–{hi:.3f}", f"{min(r['wall']):.3f}"]
-                 + [f"{med[n] / med[b]:.2f}" for b in args.times]
-                 + [f"{med[b] / med[n]:.2f}" for _, b in args.speedup]
+        cells = ([n[len(args.only):], f"{med[n]:.3f}", f"{lo:.3f}–{hi:.3f}", f"{min(r['wall']):.3f}"]
+                 + [f"{med[n] / med[ref[n, b]]:.2f}" for b in args.times]
+                 + [f"{med[ref[n, b]] / med[n]:.2f}" for _, b in args.speedup]
                  + [f"{statistics.median(r['cpu']):.3f}", f"{max(r['rss']) / 1024:.1f}"])
         print("| " + " | ".join(cells) + " |")
+
+
+def targets(args):
+    res, med = load(args.times_json)
+    checks = []  # (what, measured, limit, text of the numbers)
+    for label, name, base, limit in args.ratio:
+        for n in (name, base):
+            if n not in med:
+                sys.exit(f"bench.py: no command named {n!r} in {args.times_json}")
+        ratio = med[name] / med[base]
+        checks.append((label, f"{ratio:.2f}", f"≤ {limit}", ratio <= float(limit),
+                       f"{name} {med[name]:.3f} s ÷ {base} {med[base]:.3f} s = {ratio:.2f}"))
+    if args.rss is not None:
+        rss = {n: max(r["rss"]) / 1024 for n, r in res.items()}
+        top = max(rss, key=rss.get)
+        checks.append(("peak RSS, all commands (MiB)", f"{rss[top]:.1f}", f"≤ {args.rss:g}",
+                       rss[top] <= args.rss, f"largest {rss[top]:.1f} MiB ({top})"))
+    if args.title:
+        print(args.title)
+        print()
+    print("| target | measured | limit | met |")
+    print("|---|---|---|---|")
+    for label, value, limit, met, _ in checks:
+        print(f"| {label} | {value} | {limit} | {'yes' if met else 'no'} |")
+    print()
+    for label, _, limit, met, numbers in checks:
+        print(f"target {'met' if met else 'not met'}: {label}: {numbers} ({limit})")
 
 
 def main():
@@ -155,9 +208,17 @@ def main():
         ap = argparse.ArgumentParser(prog="bench.py table")
         ap.add_argument("times_json")
         ap.add_argument("--title")
+        ap.add_argument("--only", default="", metavar="PREFIX")
         ap.add_argument("--times", action="append", default=[], metavar="NAME")
         ap.add_argument("--speedup", action="append", default=[], nargs=2, metavar=("LABEL", "NAME"))
         table(ap.parse_args(sys.argv[2:]))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "targets":
+        ap = argparse.ArgumentParser(prog="bench.py targets")
+        ap.add_argument("times_json")
+        ap.add_argument("--title")
+        ap.add_argument("--ratio", action="append", default=[], nargs=4, metavar=("LABEL", "NAME", "BASE", "MAX"))
+        ap.add_argument("--rss", type=float, metavar="MIB")
+        targets(ap.parse_args(sys.argv[2:]))
     else:
         sys.exit(__doc__.split("\n\n")[1])
 
