@@ -148,6 +148,12 @@ import Testing
         let touched = try await self.inputs(.usb, options: [], demo: demo)
         try write(.usb, touched, cache: cache, to: demo.path + "/3.img")
         #expect(cache.counts.builds == 2)
+        // A new hard link (only the change time moves): the same template.
+        let linkPath = demo.path + "/kernel.link"
+        #expect(Glibc.link(kernel, linkPath) == 0)
+        let linked = try await self.inputs(.usb, options: [], demo: demo)
+        try write(.usb, linked, cache: cache, to: demo.path + "/3b.img")
+        #expect(cache.counts.builds == 2 && cache.counts.hits == 2)
         // Replaced by a copy (new inode): a new template again.
         let copy = demo.path + "/bootcd.copy"
         try FileManager.default.copyItem(atPath: bootcd, toPath: copy)

@@ -28,8 +28,9 @@ struct MediumTemplate: Codable, Equatable, Sendable {
     var identity: String
 
     /// The key of `plan`'s template: what the template's bytes depend on — the tool, the image
-    /// type, the tree files it is made of (their content and identity, so that a replaced or
-    /// touched file gives a new key), the PLC's name and version string, the slot capacities
+    /// type, the tree files it is made of (their content, device, inode, size and modification
+    /// time, so that a replaced or touched file gives a new key), the PLC's name and version
+    /// string, the slot capacities
     /// and `SOURCE_DATE_EPOCH` (every date and derived serial number). The node, its key, its
     /// options and the console are not in it: they reach the medium through the slots.
     static func key(_ plan: BootPlan, slots: MediumSlots, inputs: [InputFile], cancellation: CancellationFlag)
@@ -43,8 +44,12 @@ struct MediumTemplate: Codable, Equatable, Sendable {
             "slots \(slots.names.map { "\($0)=\(slots.capacity($0))" }.joined(separator: " "))",
         ]
         for input in inputs {
+            // Not the change time: a new hard link to a tree file changes it, not the file. A
+            // rewrite that keeps the modification time changes the digest (computed anew for
+            // any new change time).
             let digest = try TreeFileFacts.sha256(of: input, cacheDirectory: plan.root.workDir, cancellation: cancellation)
-            lines.append("file \(input.path) \(input.identity) \(digest)")
+            let id = input.identity
+            lines.append("file \(input.path) \(id.device):\(id.inode):\(id.size):\(id.modified) \(digest)")
         }
         return Digest.sha256(Array(lines.joined(separator: "\n").utf8))
     }
