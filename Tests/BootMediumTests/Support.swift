@@ -611,3 +611,17 @@ struct TestFATReader {
         try #require(try Self.entries(try rootDirectory()).first { $0.name == name }?.entry, "no \(name) in the root")
     }
 }
+
+/// The plain node media: how each is asked for and laid out.
+enum Medium: String, CaseIterable, Sendable {
+    case iso, usb, usbPartition
+    var action: String { self == .iso ? "node-iso" : "node-usb" }
+    var options: [String] { self == .usbPartition ? ["partition"] : [] }
+    var layout: any MediumLayout {
+        switch self {
+        case .iso: ISOMediumLayout()
+        case .usb: FATMediumLayout(partitioned: false)
+        case .usbPartition: FATMediumLayout(partitioned: true)
+        }
+    }
+}

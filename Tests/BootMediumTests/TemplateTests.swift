@@ -8,19 +8,6 @@ import Testing
 /// same bytes as a medium built in full, read cleanly by independent readers; slots filled
 /// exactly or overflowing; the cache's invalidation, lock and bound; random access.
 @Suite(.serialized, .tags(.qemu, .demoRoot)) struct TemplateTests {
-    enum Medium: String, CaseIterable, Sendable {
-        case iso, usb, usbPartition
-        var action: String { self == .iso ? "node-iso" : "node-usb" }
-        var options: [String] { self == .usbPartition ? ["partition"] : [] }
-        var layout: any MediumLayout {
-            switch self {
-            case .iso: ISOMediumLayout()
-            case .usb: FATMediumLayout(partitioned: false)
-            case .usbPartition: FATMediumLayout(partitioned: true)
-            }
-        }
-    }
-
     static let plnode = "NODE_ID=\"1\"\nNODE_KEY=\"template-test-key\"\nIP_METHOD=\"dhcp\"\nHOST_NAME=\"node1\"\nDOMAIN_NAME=\"site1.demo.example.org\"\n"
 
     /// The plan of `medium` for node 1 with `options`.

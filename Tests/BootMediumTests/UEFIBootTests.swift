@@ -8,11 +8,6 @@ import Testing
 /// root's `build-signed` variant, Debian's signed kernel); the node prints back exactly the
 /// plnode.txt we rendered, with the console argument on the kernel command line.
 @Suite(.serialized, .tags(.qemu, .demoRoot)) struct UEFIBootTests {
-    enum Medium: String, CaseIterable, Sendable {
-        case iso, usb, usbPartition
-        var action: String { self == .iso ? "node-iso" : "node-usb" }
-        var options: [String] { self == .usbPartition ? ["partition"] : [] }
-    }
 
     /// Builds `medium` for node 1 and returns it with the plnode.txt it carries.
     func build(_ medium: Medium, options: [String], demo: DemoCopy) async throws -> (image: String, plnode: String) {

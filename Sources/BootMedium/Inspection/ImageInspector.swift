@@ -291,35 +291,13 @@ public enum ImageInspector {
         guard manifest.schema == Manifest.schemaID else {
             return .init(status: .invalid, problems: ["unknown manifest schema \(manifest.schema)"], manifest: manifest)
         }
-        var problems: [String] = []
-        var listed: Set<String> = []
-        // One lookup table, and each file hashed at most once: a hostile manifest may list the
-        // same big file thousands of times.
-        var byPath: [String: InspectionReport.File] = [:]
-        for file in files { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
-        for entry in manifest.files {
-            let path = "/" + entry.path
-            guard listed.insert(path.lowercased()).inserted else {
-                problems.append("\(entry.path): listed more than once in the manifest")
-                continue
-            }
-            guard let actual = byPath[path.lowercased()] else {
-                problems.append("\(entry.path): listed in the manifest, missing from the image")
-                continue
-            }
-            if actual.size != entry.size {
-                problems.append("\(entry.path): size \(actual.size), manifest says \(entry.size)")
-                continue
-            }
-            let digest = try fs.sha256(actual.path, zeroed: entry.zeroed)
-            if digest != entry.sha256 { problems.append("\(entry.path): SHA-256 differs from the manifest") }
-            if let inner = entry.files {
-                guard let extent = try fs.contiguousExtent(actual.path) else {
-                    problems.append("\(entry.path): not stored contiguously")
-                    continue
-                }
-                problems += try checkVolume(entry.path, listing: inner, at: extent.offset, image: image)
-            }
+        var (problems, listed) = try compare(
+            manifest.files, with: files, name: { $0 }, place: "the image",
+            hash: { (path, zeroed) throws(BootMediumError) in try fs.sha256(path, zeroed: zeroed) }
+        ) { (entry, actual) throws(BootMediumError) -> [String] in
+            guard let inner = entry.files else { return [] }
+            guard let extent = try fs.contiguousExtent(actual.path) else { return ["\(entry.path): not stored contiguously"] }
+            return try checkVolume(entry.path, listing: inner, at: extent.offset, image: image)
         }
         if let listed = manifest.esp {
             if let esp, esp.size == listed.size, esp.offset + esp.size <= image.size {
@@ -339,6 +317,42 @@ public enum ImageInspector {
         return .init(status: problems.isEmpty ? .ok : .mismatch, problems: problems, manifest: manifest)
     }
 
+    /// The differences between a manifest's `listing` and the `files` found (in `place`): each
+    /// entry listed once, present (case-insensitively), of its size and, by `hash`, its SHA-256;
+    /// `inner`'s problems for each entry found right. Returns the problems and the listed paths
+    /// (lower-cased). Each file is hashed at most once: a hostile manifest may list the same big
+    /// file thousands of times.
+    private static func compare(
+        _ listing: [Manifest.File], with files: [InspectionReport.File], name: (String) -> String, place: String,
+        hash: (_ path: String, _ zeroed: [[Int64]]?) throws(BootMediumError) -> String,
+        inner: (Manifest.File, InspectionReport.File) throws(BootMediumError) -> [String] = { _, _ in [] }
+    ) throws(BootMediumError) -> (problems: [String], listed: Set<String>) {
+        var problems: [String] = []
+        var listed: Set<String> = []
+        var byPath: [String: InspectionReport.File] = [:]
+        for file in files { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
+        for entry in listing {
+            let path = "/" + entry.path
+            guard listed.insert(path.lowercased()).inserted else {
+                problems.append("\(name(entry.path)): listed more than once in the manifest")
+                continue
+            }
+            guard let actual = byPath[path.lowercased()] else {
+                problems.append("\(name(entry.path)): listed in the manifest, missing from \(place)")
+                continue
+            }
+            if actual.size != entry.size {
+                problems.append("\(name(entry.path)): size \(actual.size), manifest says \(entry.size)")
+                continue
+            }
+            if try hash(actual.path, entry.zeroed) != entry.sha256 {
+                problems.append("\(name(entry.path)): SHA-256 differs from the manifest")
+            }
+            problems += try inner(entry, actual)
+        }
+        return (problems, listed)
+    }
+
     /// The differences between the files of the FAT volume at `offset` (the ESP image, named
     /// `path` in the manifest) and the manifest's `listing` of them.
     static func checkVolume(_ path: String, listing: [Manifest.File], at offset: Int64, image: ImageBytes)
@@ -350,33 +364,16 @@ public enum ImageInspector {
         } catch {
             return ["\(path): not a FAT volume (\(error.message))"]
         }
-        var problems: [String] = []
-        var byPath: [String: InspectionReport.File] = [:]
         let found: [InspectionReport.File]
         do throws(BootMediumError) {
             found = try volume.files()
         } catch {
             return ["\(path): its FAT volume cannot be read (\(error.message))"]
         }
-        for file in found { byPath[file.path.lowercased()] = byPath[file.path.lowercased()] ?? file }
-        var listed: Set<String> = []
-        for entry in listing {
-            let name = "/" + entry.path
-            guard listed.insert(name.lowercased()).inserted else {
-                problems.append("\(path)/\(entry.path): listed more than once in the manifest")
-                continue
-            }
-            guard let actual = byPath[name.lowercased()] else {
-                problems.append("\(path)/\(entry.path): listed in the manifest, missing from the volume")
-                continue
-            }
-            if actual.size != entry.size {
-                problems.append("\(path)/\(entry.path): size \(actual.size), manifest says \(entry.size)")
-            } else if (try? volume.sha256(actual.path, zeroed: nil)) != entry.sha256 {
-                problems.append("\(path)/\(entry.path): SHA-256 differs from the manifest")
-            }
-        }
-        for actual in byPath.values where !listed.contains(actual.path.lowercased()) {
+        var (problems, listed) = try compare(
+            listing, with: found, name: { "\(path)/\($0)" }, place: "the volume",
+            hash: { (file, _) throws(BootMediumError) in (try? volume.sha256(file, zeroed: nil)) ?? "" })
+        for actual in found where !listed.contains(actual.path.lowercased()) {
             problems.append("\(path)\(actual.path): in the volume, not in the manifest")
         }
         return problems.sorted()
