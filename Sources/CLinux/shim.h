@@ -5,7 +5,9 @@
 #endif
 // Linux system calls the C library has no wrapper for (glibc 2.36 lacks openat2).
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,6 +22,12 @@ static inline int bootmedium_openat2(int dirfd, const char *path, unsigned long 
 // bytes a library insists on reading from a path (/proc/self/fd/N).
 static inline int bootmedium_memfd(const char *name) {
     return (int)syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */);
+}
+
+// ioctl(FICLONE) (ioctl is variadic, which Swift cannot call): makes `dst` share all of
+// `src`'s extents (XFS, btrfs), or fails (EOPNOTSUPP, EXDEV, EINVAL) where it cannot.
+static inline int bootmedium_ficlone(int dst, int src) {
+    return ioctl(dst, FICLONE, src);
 }
 
 // O_PATH needs _GNU_SOURCE, which Swift's Glibc module is not built with.

@@ -46,6 +46,10 @@ extension OutputFile: RandomAccessSink {
     func setLength(_ length: Int64) throws(BootMediumError) {
         if Posix.retrying({ ftruncate(fd, off_t(length)) }) != 0 { throw .io("truncate", path: path, errno: errno) }
     }
+
+    func clone(from source: Int32) throws(BootMediumError) -> Bool {
+        try Posix.clone(source, into: fd, path: path)
+    }
 }
 
 /// Collects an image in memory (inline results).

@@ -6,8 +6,8 @@ import Darwin
 
 /// A node medium as a cached template (``MediumTemplate``) with its slots' bytes written over
 /// it: the only per-request bytes, whatever the template's size. Into a file it is the
-/// template copied in the kernel (`copy_file_range`: a clone of its extents on XFS and btrfs)
-/// and the slots written at their offsets; into anything else (a pipe, memory, an HTTP
+/// template cloned (`FICLONE`, XFS and btrfs: one call, whatever its size) or else copied in the
+/// kernel (`copy_file_range`), and the slots written at their offsets; into anything else (a pipe, memory, an HTTP
 /// response) its ranges are spliced in order; ``read(at:count:)`` serves any byte range. The
 /// image is never held in memory.
 struct SplicedMedium {
@@ -38,6 +38,11 @@ struct SplicedMedium {
 
     /// Writes the medium into `sink`, checking `cancellation` between pieces.
     func write(to sink: any ImageSink, cancellation: CancellationFlag) throws(BootMediumError) {
+        if let file = sink as? any RandomAccessSink, try file.clone(from: template.descriptor) {
+            // One call whatever the size, no blocks to reserve (they are shared).
+            for region in regions { try file.write(region.bytes, at: region.offset) }
+            return
+        }
         try sink.reserve(size)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }

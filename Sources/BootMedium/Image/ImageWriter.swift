@@ -24,6 +24,9 @@ protocol RandomAccessSink: ImageSink {
     func write(_ bytes: UnsafeRawBufferPointer, at: Int64) throws(BootMediumError)
     /// Sets the sink's length (bytes past it are dropped, a gap up to it reads as zeros).
     func setLength(_ length: Int64) throws(BootMediumError)
+    /// Makes the sink a clone of the whole regular file `fd` (its extents shared, nothing
+    /// copied: XFS, btrfs); false where the file system cannot (the caller copies instead).
+    func clone(from fd: Int32) throws(BootMediumError) -> Bool
 }
 
 extension RandomAccessSink {

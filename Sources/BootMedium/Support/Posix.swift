@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLinux
 import Foundation
 import Synchronization
 
@@ -150,6 +151,18 @@ enum Posix {
     /// `copy_file_range` into reserved blocks takes ~45 ms instead of ~60 ms). Where the file
     /// system cannot reserve (`EOPNOTSUPP`: ext2, NFS v3, ...) nothing is done; never
     /// `posix_fallocate`, which would write zeros instead.
+    /// Makes `destination` share every extent of `source` (`FICLONE`): true when done; false
+    /// where the file systems cannot (no reflinks, another file system); a full disk or quota
+    /// is an error.
+    static func clone(_ source: Int32, into destination: Int32, path: String) throws(BootMediumError) -> Bool {
+        if retrying({ bootmedium_ficlone(destination, source) }) == 0 { return true }
+        let code = errno
+        switch code {
+        case EOPNOTSUPP, EXDEV, EINVAL, ENOTTY, ETXTBSY, EPERM: return false
+        default: throw .io("clone into", path: path, errno: code)
+        }
+    }
+
     static func reserve(_ fd: Int32, count: Int64, path: String) throws(BootMediumError) {
         guard count > 0, let call = fallocateCall else { return }
         if retrying({ call(fd, 1, 0, count) }) == 0 { return }  // 1: FALLOC_FL_KEEP_SIZE
