@@ -128,7 +128,7 @@ struct MediumWriter: ImageWriter {
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> SplicedMedium? {
         // A content too big for its slot is known before any template is looked for.
-        guard let templates, contents.allSatisfy({ slots.padded($0.value, $0.key) != nil }) else { return nil }
+        guard let templates, contents.allSatisfy({ slots.fits($0.value, $0.key) }) else { return nil }
         let open = try template(plan, tree: tree, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
         guard let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: open.record.fixedFiles) else {
             return nil  // the manifest outgrew its slot

@@ -51,7 +51,12 @@ struct MediumSlots: Sendable, Equatable {
 
     /// `content` padded to slot `name`'s capacity, or nil when it does not fit.
     func padded(_ content: [UInt8], _ name: String) -> [UInt8]? {
-        content.count <= capacity(name) - (name == Self.overlayName ? 0 : 1) ? pad(content, name) : nil
+        fits(content, name) ? pad(content, name) : nil
+    }
+
+    /// Whether `content` fits slot `name` (a text slot keeps at least one padding byte).
+    func fits(_ content: [UInt8], _ name: String) -> Bool {
+        content.count <= capacity(name) - (name == Self.overlayName ? 0 : 1)
     }
 
     private func pad(_ content: [UInt8], _ name: String) -> [UInt8] {
