@@ -13,11 +13,19 @@ let package = Package(
     products: [
         .library(name: "BootMedium", targets: ["BootMedium"]),
         .executable(name: "bootmedium", targets: ["bootmedium"]),
+        .executable(name: "bootmedium-server", targets: ["bootmedium-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The server's alone (docs/server.md): neither the library nor the CLI links them.
+        // Hummingbird without its default traits: no swift-configuration, nothing we use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -74,6 +82,20 @@ let package = Package(
             // dependencies are named, grouped, since only modules compiled for static linking
             // record them. Debug builds (the tests link this module) stay dynamic.
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-Xlinker", "--end-group"], .when(configuration: .release))]),
+        // The API server (issue 19): PLCAPI's XML-RPC and media by URL, over the library.
+        .executableTarget(
+            name: "bootmedium-server",
+            dependencies: [
+                "BootMedium",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
         // The build-time side of the templates: the plugin runs the tool (a host tool, in no
         // product), which writes EmbeddedTemplates.swift into BootMedium.
         .executableTarget(
@@ -89,6 +111,10 @@ let package = Package(
             dependencies: ["BootMedium", "bootmedium"],
             exclude: ["Fuzz"],
             resources: [.copy("Golden")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "BootMediumServerTests",
+            dependencies: ["bootmedium-server", "BootMedium"],
             swiftSettings: strict),
         .testTarget(
             name: "CCramfsTests",

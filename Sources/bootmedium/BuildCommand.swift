@@ -51,28 +51,13 @@ struct BuildCommand: AsyncParsableCommand {
         help: "Bound on the medium templates kept in the work dir, in bytes (suffix K, M or G; default 8G; 0 keeps only the latest).")
     var templateCacheSize: String?
 
-    /// `--template-cache-size` in bytes.
-    static func byteCount(_ text: String) throws(BootMediumError) -> Int64 {
-        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        var digits = Substring(text)
-        var unit: Int64 = 1
-        if let last = text.last, let known = units[Character(last.uppercased())] {
-            unit = known
-            digits = digits.dropLast()
-        }
-        guard let value = Int64(digits), value >= 0, value <= Int64.max / unit else {
-            throw BootMediumError(.invalidOption, "--template-cache-size takes a byte count such as 4G, not \(text.debugDescription)")
-        }
-        return value * unit
-    }
-
     func run() async throws {
         let plcRoot = PLCRoot(path: root)
         let store = JSONNodeStore(path: nodes ?? plcRoot.defaultNodeStorePath)
         do {
             let who = try CallerSpec.parse(caller)
             let clock = try BuildClock(environment: ProcessInfo.processInfo.environment)
-            let bound = try templateCacheSize.map(Self.byteCount) ?? TemplateCache.defaultMaximumBytes
+            let bound = try templateCacheSize.map { (text: String) throws(BootMediumError) in try ByteCount.parse(text, option: "--template-cache-size") } ?? TemplateCache.defaultMaximumBytes
             let service = BootMediumService(root: plcRoot, nodes: store, clock: clock, templates: TemplateCache(maximumBytes: bound))
             let actionKind = BootAction(rawValue: action)
             let destination: Destination

@@ -31,6 +31,9 @@ public final class TemplateCache: Sendable {
         public var builds = 0
         /// Templates evicted by the bound.
         public var evictions = 0
+
+        /// No work yet.
+        public init() {}
     }
 
     /// The default bound: 8 GiB of templates.

@@ -27,4 +27,24 @@ enum Crypt {
         }
         return hash
     }
+
+    /// crypt(3) of `password` with `setting` (a stored hash: its method and salt), or nil when
+    /// libcrypt refuses the setting (an unknown method, a malformed hash). Never the
+    /// "failure token" some libcrypts return instead of NULL: that starts with `*`.
+    static func hash(_ password: String, setting: String) -> String? {
+        let data = UnsafeMutablePointer<crypt_data>.allocate(capacity: 1)
+        defer { data.deallocate() }
+        memset(data, 0, MemoryLayout<crypt_data>.size)
+        guard let result = crypt_r(password, setting, data) else { return nil }
+        let hash = String(cString: result)
+        return hash.hasPrefix("*") ? nil : hash
+    }
+
+    /// Whether `a` and `b` are equal, in time that depends on their lengths only.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for (x, y) in zip(a, b) { difference |= x ^ y }
+        return difference == 0
+    }
 }

@@ -43,6 +43,17 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
         case invalidInput = "invalid-input"
         /// One of bootmedium's own invariants failed (a bug, not the caller's input).
         case `internal` = "internal"
+        /// The server: the call's credentials are wrong, the person is disabled or unknown,
+        /// or has none of the method's roles (PLCAPI's authentication failure).
+        case authenticationFailed = "authentication-failed"
+        /// The server: the persons file cannot be read or is not valid.
+        case invalidPersonStore = "invalid-person-store"
+        /// The server: the XML-RPC call is malformed, too large, or names no known method, or
+        /// its arguments have the wrong number or types.
+        case invalidCall = "invalid-call"
+        /// The server: too many requests are queued or too many media are served by URL;
+        /// retry later.
+        case serverBusy = "server-busy"
     }
 
     /// The stable code of this error.

@@ -46,6 +46,10 @@ public struct InputRole: Sendable {
     public static let treeFacts = InputRole(what: "the tree-facts cache", limit: 1 << 20) { path in
         BootMediumError(.io, "No tree-facts cache at \(path)", context: ["path": path])
     }
+    /// The server's persons file (`--users`): 64 MiB.
+    public static let personStore = InputRole(what: "the persons file", limit: 64 << 20) { path in
+        BootMediumError(.invalidPersonStore, "Cannot read the persons file \(path)", context: ["path": path])
+    }
     /// A medium template of the work dir's cache: 64 GiB (a bootcd of 4 GiB, several times).
     static let template = InputRole(what: "a medium template", limit: 64 << 30) { path in
         BootMediumError(.io, "No medium template at \(path)", context: ["path": path])
