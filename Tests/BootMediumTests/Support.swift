@@ -295,7 +295,8 @@ func bootCheck(
     var expectFile: String?
     switch plnode {
     case .some(.some(let text)):
-        let file = image + ".expected-plnode"
+        // An image URL (tools/boot-check reads it by HTTP) has no folder to put this beside.
+        let file = image.contains("://") ? NSTemporaryDirectory() + "/expected-plnode-\(UUID().uuidString)" : image + ".expected-plnode"
         try text.write(toFile: file, atomically: true, encoding: .utf8)
         expectFile = file
         args += ["--expect-plnode", file]

@@ -32,8 +32,12 @@ public final class TemplateCache: Sendable {
         /// Templates evicted by the bound.
         public var evictions = 0
 
-        /// No work yet.
-        public init() {}
+        /// Counts of work done (none by default).
+        public init(hits: Int = 0, builds: Int = 0, evictions: Int = 0) {
+            self.hits = hits
+            self.builds = builds
+            self.evictions = evictions
+        }
     }
 
     /// The default bound: 8 GiB of templates.
