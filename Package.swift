@@ -95,7 +95,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // As the CLI's, with Foundation's XML parser and the libxml2 it calls (shared).
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-lFoundation", "-lFoundationXML", "-l_CFXMLInterface", "-lxml2", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-Xlinker", "--end-group"], .when(configuration: .release))]),
         // The build-time side of the templates: the plugin runs the tool (a host tool, in no
         // product), which writes EmbeddedTemplates.swift into BootMedium.
         .executableTarget(

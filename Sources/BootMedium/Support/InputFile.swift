@@ -50,6 +50,10 @@ public struct InputRole: Sendable {
     public static let personStore = InputRole(what: "the persons file", limit: 64 << 20) { path in
         BootMediumError(.invalidPersonStore, "Cannot read the persons file \(path)", context: ["path": path])
     }
+    /// The server's configuration file (`--config`): 1 MiB.
+    public static let serverConfig = InputRole(what: "the server configuration", limit: 1 << 20) { path in
+        BootMediumError(.invalidConfiguration, "Cannot read the server configuration \(path)", context: ["path": path])
+    }
     /// A medium template of the work dir's cache: 64 GiB (a bootcd of 4 GiB, several times).
     static let template = InputRole(what: "a medium template", limit: 64 << 30) { path in
         BootMediumError(.io, "No medium template at \(path)", context: ["path": path])
@@ -245,7 +249,7 @@ public final class InputFile: @unchecked Sendable {
     }
 
     /// The whole file as measured at open; fails if it changed meanwhile.
-    func readAll() throws(BootMediumError) -> [UInt8] {
+    public func readAll() throws(BootMediumError) -> [UInt8] {
         let bytes = try bytes(at: 0, count: Int(size))
         if bytes.count != Int(size) { throw changed() }
         try checkUnchanged()
