@@ -10,6 +10,7 @@ import Hummingbird
 enum MediumDownload {
     /// The bytes read from the medium per piece of a response body.
     static let piece = 256 << 10
+    private static let allocator = ByteBufferAllocator()
 
     /// What a `Range` header asks of a representation of `size` bytes.
     enum RangeAnswer: Equatable {
@@ -102,9 +103,12 @@ enum MediumDownload {
                 while offset <= bytes.upperBound {
                     try Task.checkCancellation()
                     let count = Int(min(Int64(piece), bytes.upperBound - offset + 1))
-                    let chunk = try medium.read(at: offset, count: count)
-                    guard chunk.count == count else { throw BootMediumError(.internal, "Internal error: a medium read short") }
-                    try await writer.write(ByteBuffer(bytes: chunk))
+                    var chunk = Self.allocator.buffer(capacity: count)
+                    let read = try chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { space in
+                        try medium.read(into: UnsafeMutableRawBufferPointer(rebasing: space[..<count]), at: offset)
+                    }
+                    guard read == count else { throw BootMediumError(.internal, "Internal error: a medium read short") }
+                    try await writer.write(chunk)
                     offset += Int64(count)
                     written += Int64(count)
                 }

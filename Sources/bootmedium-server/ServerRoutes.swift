@@ -19,6 +19,8 @@ struct ServerRoutes: Sendable {
         router.post("/PLCAPI/") { request, _ in await self.xmlrpc(request) }
         router.get("/media/:token/:name") { request, context in self.download(request, context) }
         router.head("/media/:token/:name") { request, context in self.download(request, context) }
+        router.get("/download/:nodefamily/:name") { request, context in self.published(request, context) }
+        router.head("/download/:nodefamily/:name") { request, context in self.published(request, context) }
         router.get("/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -179,6 +181,24 @@ struct ServerRoutes: Sendable {
             metrics.request(method: method, action: "media", outcome: response.status == .rangeNotSatisfiable ? "unsatisfiable" : "ok", seconds: Self.seconds(since: started))
         }
         return response
+    }
+
+    /// `GET`/`HEAD /download/<nodefamily>/<file name>`: a published generic image
+    /// (`var/www/html/download-<nodefamily>/<file name>` under the root), served as media by URL
+    /// are; 404 for anything else.
+    private func published(_ request: Request, _ context: BasicRequestContext) -> Response {
+        let started = ContinuousClock.now
+        let method = request.method == .head ? "HEAD" : "GET"
+        guard let family = context.parameters.get("nodefamily"), let name = context.parameters.get("name"),
+            let medium = try? FixedMedium.published(root: api.service.planner.root, nodefamily: family, fileName: name)
+        else {
+            metrics.request(method: method, action: "published", outcome: "not-found", seconds: Self.seconds(since: started))
+            return Self.text(.notFound, "Not found\n")
+        }
+        return MediumDownload.response(request, medium: medium) { [metrics] written in
+            metrics.served(written, kind: "download")
+            metrics.request(method: method, action: "published", outcome: "ok", seconds: Self.seconds(since: started))
+        }
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {

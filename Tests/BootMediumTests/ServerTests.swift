@@ -145,6 +145,33 @@ import Testing
         #expect(key.count > 0)
     }
 
+    /// A published generic image is served the same way at /download/<nodefamily>/<name>:
+    /// whole, by range, with its SHA-256 as ETag; other names are 404.
+    @Test func publishedGenericImagesAreServedByURL() throws {
+        let server = try Server()
+        let cli = try runProcess(bootmediumExecutable, ["build", "--root", server.demo.path, "--action", "generic-iso"])
+        let published = String(decoding: cli.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(cli.status == 0, "\(cli.stderr)")
+        let directory = (published as NSString).deletingLastPathComponent
+        let family = String((directory as NSString).lastPathComponent.dropFirst("download-".count))
+        let name = (published as NSString).lastPathComponent
+        let url = server.url + "/download/\(family)/\(name)"
+        let copy = server.demo.path + "/published-copy.iso"
+        #expect(try runProcess("/usr/bin/curl", ["-sf", "-o", copy, url]).status == 0)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: published))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: copy)) == expected)
+        let head = try runProcess("/usr/bin/curl", ["-sfI", url])
+        let headers = String(decoding: head.stdout, as: UTF8.self).lowercased()
+        #expect(headers.contains("etag: \"\(Digest.sha256(Array(expected)))\""), "\(headers)")
+        #expect(headers.contains("content-length: \(expected.count)"))
+        let part = try runProcess("/usr/bin/curl", ["-sf", "--range", "100-199", url])
+        #expect(part.stdout == expected[100..<200])
+        for bad in ["/download/\(family)/..%2Fnodes.json", "/download/\(family)/nope.iso", "/download/..%2F..%2Fetc/passwd", "/download/x/\(name)"] {
+            let r = try runProcess("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", server.url + bad])
+            #expect(String(decoding: r.stdout, as: UTF8.self) == "404", "\(bad)")
+        }
+    }
+
     /// A BMC-like reader: qemu boots the node ISO from its URL (the curl block driver, one Range
     /// request per read) and the node prints exactly its plnode.txt.
     @Test(.tags(.qemu)) func qemuBootsANodeISOFromItsURL() async throws {

@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 
 /// A node or generic medium whose bytes were fixed when it was made, read by byte range any
 /// number of times: what the server serves by URL (docs/server.md). Every read of it returns
@@ -59,13 +60,84 @@ public final class FixedMedium: @unchecked Sendable {
         backing = .built(file)
     }
 
+    /// A generic image published under the PLC root (`var/www/html/download-<nodefamily>/`,
+    /// as `generic-iso`/`generic-usb` publish them), for serving the same way: the file as it
+    /// is now, held open (a newer one published meanwhile is the next request's). Its SHA-256
+    /// is computed once per file version (device, inode, size, modification time) and kept in
+    /// this process. A nodefamily or file name that is not one plain path component, a file
+    /// outside the root or not a regular file: `invalid-input` or `outside-root`.
+    public static func published(root: PLCRoot, nodefamily: String, fileName: String) throws(BootMediumError) -> FixedMedium {
+        let family = try Nodefamily(parsing: nodefamily, source: "the request")
+        guard Nodefamily.isPlainName(fileName.replacingOccurrences(of: "-", with: "_")) else {
+            throw BootMediumError(.invalidInput, "Not a published image's name: \(fileName.debugDescription)")
+        }
+        let file = try root.open(root.genericDirectory(for: family) + "/" + fileName, role: .bootcd)
+        let key = file.identity.description
+        let known = publishedDigests.withLock { $0[key] }
+        let digest: String
+        if let known {
+            digest = known
+        } else {
+            digest = try Digest.sha256(of: file, cancellation: CancellationFlag())
+            publishedDigests.withLock { digests in
+                if digests.count >= 256 { digests.removeAll() }
+                digests[key] = digest
+            }
+        }
+        return FixedMedium(file: file, fileName: fileName, sha256: digest, made: file.identity.modified / 1_000_000_000)
+    }
+
+    /// The SHA-256 of published images by file version.
+    private static let publishedDigests = Mutex<[String: String]>([:])
+
+    private init(file: InputFile, fileName: String, sha256: String, made: Int64) {
+        self.fileName = fileName
+        size = file.size
+        self.sha256 = sha256
+        self.made = made
+        ownBytes = 0
+        isSpliced = false
+        backing = .built(file)
+    }
+
     /// The medium's bytes `offset..<offset+count`, clamped to its size (empty past its end).
     public func read(at offset: Int64, count: Int) throws(BootMediumError) -> [UInt8] {
         guard offset >= 0, offset < size, count > 0 else { return [] }
-        switch backing {
-        case .spliced(let medium): return try medium.read(at: offset, count: count)
-        case .built(let file): return try file.bytes(at: offset, count: count)
+        var bytes = [UInt8](repeating: 0, count: Int(min(Int64(count), size - offset)))
+        let result: Result<Int, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in
+            do throws(BootMediumError) { return .success(try read(into: buffer, at: offset)) } catch { return .failure(error) }
         }
+        return Array(bytes[..<(try result.get())])
+    }
+
+    /// Reads the medium's bytes from `offset` into `buffer`, as many as fit or remain; returns
+    /// how many (0 past its end). The template's bytes are read straight into `buffer`, the
+    /// slots' copied over them: a download piece is one `pread` and a few small copies.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(BootMediumError) -> Int {
+        guard offset >= 0, offset < size, buffer.count > 0 else { return 0 }
+        let count = Int(min(Int64(buffer.count), size - offset))
+        let file: InputFile
+        let regions: [(offset: Int64, bytes: [UInt8])]
+        switch backing {
+        case .spliced(let medium): (file, regions) = (medium.template, medium.regions)
+        case .built(let built): (file, regions) = (built, [])
+        }
+        var done = 0
+        while done < count {
+            let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<count]), at: offset + Int64(done))
+            if n == 0 { throw BootMediumError(.imageBuildFailed, "\(file.path) ended early") }
+            done += n
+        }
+        let end = offset + Int64(count)
+        for region in regions where region.offset < end && region.offset + Int64(region.bytes.count) > offset {
+            let from = max(region.offset, offset)
+            let to = min(region.offset + Int64(region.bytes.count), end)
+            region.bytes.withUnsafeBytes { bytes in
+                let source = UnsafeRawBufferPointer(rebasing: bytes[Int(from - region.offset)..<Int(to - region.offset)])
+                UnsafeMutableRawBufferPointer(rebasing: buffer[Int(from - offset)..<Int(to - offset)]).copyMemory(from: source)
+            }
+        }
+        return count
     }
 }
 
