@@ -176,7 +176,9 @@ struct DebianPackageTests {
         for file in ["/usr/bin/bootmedium", "/usr/share/man/man1/bootmedium.1.gz", "/usr/share/man/man1/bootmedium-build.1.gz",
                      "/usr/share/bash-completion/completions/bootmedium", "/usr/share/zsh/vendor-completions/_bootmedium",
                      "/usr/share/fish/vendor_completions.d/bootmedium.fish", "/usr/share/doc/bootmedium/copyright",
-                     "/usr/share/doc/bootmedium/inspect-schema.json"] {
+                     "/usr/share/doc/bootmedium/inspect-schema.json", "/usr/bin/bootmedium-server",
+                     "/usr/share/man/man1/bootmedium-server.1.gz", "/lib/systemd/system/bootmedium-server.service",
+                     "/etc/bootmedium/server.conf"] {
             #expect(files.contains(file), "\(file) not in the package")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: root.path + "/usr/share/doc/bootmedium/inspect-schema.json"))
@@ -210,6 +212,32 @@ struct DebianPackageTests {
         print("DebianPackageTests: node-iso in the root took \(seconds(since: step))")
         r = try root.run("bootmedium verify /tmp/demo/var/tmp/bootmedium/boot.iso --node \(DemoRoot.node1) --root /tmp/demo")
         #expect(r.status == 0 && r.stdout == "ok: /tmp/demo/var/tmp/bootmedium/boot.iso is current\n", "\(r)")
+
+        // The installed server answers a real XML-RPC client (it shares the host's loopback):
+        // node-preview as the installed CLI gives it. The package never started it.
+        r = try root.run("bootmedium-server --version")
+        #expect(r.status == 0 && r.stdout == BootMediumVersion.string + "\n", "\(r)")
+        #expect(try root.run("test -e /etc/systemd/system/multi-user.target.wants/bootmedium-server.service").status != 0)
+        try ServerTests.Server.persons().write(toFile: root.path + "/tmp/demo/users.json", atomically: true, encoding: .utf8)
+        r = try root.run("bootmedium-server --root /tmp/demo --users /tmp/demo/users.json --port 0 > /tmp/server.out 2>&1 < /dev/null & echo $!")
+        let serverPID = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? root.run("kill \(serverPID)") }
+        var listening = ""
+        for _ in 0..<100 where listening.isEmpty {
+            usleep(100_000)
+            let out = (try? String(contentsOfFile: root.path + "/tmp/server.out", encoding: .utf8)) ?? ""
+            listening = out.split(separator: "\n").first { $0.hasPrefix("listening on http://") }.map(String.init) ?? ""
+        }
+        try #require(!listening.isEmpty, "the installed server did not start")
+        let call = try runProcess("/usr/bin/env", ["python3", "-c", """
+            import sys, xmlrpc.client
+            s = xmlrpc.client.ServerProxy(sys.argv[1] + "/PLCAPI/")
+            a = {"AuthMethod": "password", "Username": "admin@example.org", "AuthString": "adminpw"}
+            sys.stdout.write(s.GetBootMedium(a, "\(DemoRoot.node1)", "node-preview", "", []))
+            """, String(listening.dropFirst("listening on ".count))])
+        let preview = try root.run("bootmedium build --root /tmp/demo --action node-preview --node \(DemoRoot.node1)")
+        #expect(call.status == 0 && String(decoding: call.stdout, as: UTF8.self) == preview.stdout, "\(call.stderr)")
+        _ = try root.run("kill \(serverPID); sleep 1; rm -f /tmp/server.out /tmp/demo/users.json")
         root.unmountProc()
         let iso = root.path + "/tmp/demo/var/tmp/bootmedium/boot.iso"
         let plnode = try await renderedPlnode(iso, demo: demo, nodeID: 1, hostname: DemoRoot.node1) { try isoFile($0, "/overlay.img") }

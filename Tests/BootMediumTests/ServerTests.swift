@@ -228,6 +228,14 @@ import Testing
         #expect(server.peakRSS > 0 && server.peakRSS < 512 << 10, "peak RSS \(server.peakRSS) KiB")
     }
 
+    /// Different nodes, types and options at once (templates built in parallel): each medium
+    /// by URL downloads to its SHA-256 and is the type asked for.
+    @Test func concurrentCallsOfEveryTypeForSeveralNodesStayCorrect() throws {
+        let server = try Server(["--max-running", "6"])
+        let result = try server.check("mixed")
+        #expect(result["media"] as? Int == 24)
+    }
+
     /// Past its work queue the server answers 503 with Retry-After instead of queuing without
     /// bound; the calls it took succeed.
     @Test func aFullWorkQueueAnswers503WithRetryAfter() throws {

@@ -227,6 +227,30 @@ def check_load(base, outdir, count, nodes_path):
             "max_s": round(latencies[-1], 3), "paths": paths}
 
 
+def check_mixed(base):
+    """Different nodes, types and options at once (templates built in parallel, libisofs
+    serialized inside): every medium by URL downloads to its SHA-256 and is its type."""
+    nodes = ["node1.site1.demo.example.org", "node2.site2.demo.example.org", "node3.site1.demo.example.org",
+             "node5.site2.demo.example.org"]
+    kinds = [("node-iso", [], 0x8001, b"CD001"), ("node-usb", [], 0x1FE, b"\x55\xaa"), ("node-iso", ["serial"], 0x8001, b"CD001"),
+             ("node-usb", ["partition"], 0x1FE, b"\x55\xaa"), ("node-iso", ["cramfs"], 0x8001, b"CD001"),
+             ("node-usb", ["cramfs"], 0x1FE, b"\x55\xaa")]
+    jobs = [(n, k) for n in nodes for k in kinds]
+
+    def one(job):
+        node, (action, options, at, magic) = job
+        r = proxy(base).GetBootMediumURL(ADMIN, node, action, options)
+        status, _, body = http_request(base, "GET", urllib.parse.urlsplit(r["url"]).path)
+        return (status == 200 and hashlib.sha256(body).hexdigest() == r["sha256"] and body[at:at + len(magic)] == magic,
+                node, action, options)
+
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(one, jobs))
+    bad = [r[1:] for r in results if not r[0]]
+    check(not bad, "media that are not what was asked: %r" % bad)
+    return {"media": len(results)}
+
+
 def check_busy(base, count):
     """With a tiny work queue, a burst gets 503 + Retry-After for some calls and answers the rest."""
     body = xmlrpc.client.dumps((ADMIN, NODE1, "node-iso", "", []), "GetBootMedium").encode()
@@ -412,6 +436,8 @@ def main(argv):
             result = check_url(base, rest[0], float(rest[1]))
         elif name == "load":
             result = check_load(base, rest[0], int(rest[1]), None)
+        elif name == "mixed":
+            result = check_mixed(base)
         elif name == "busy":
             result = check_busy(base, int(rest[0]))
         elif name == "downloads":
