@@ -98,14 +98,7 @@ public struct BootMediumService: Sendable {
                 // size or times changed) fails the build before the medium gets its name.
                 try plan.tree?.checkUnchanged()
             } else {
-                var bytes = Array((configText ?? "").utf8)
-                let result: Result<Void, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in
-                    do throws(BootMediumError) {
-                        try sink.write(UnsafeRawBufferPointer(buffer))
-                        return .success(())
-                    } catch { return .failure(error) }
-                }
-                try result.get()
+                try Array((configText ?? "").utf8).withBytes { (buffer) throws(BootMediumError) in try sink.write(buffer) }
             }
             try cancellation.check()
         }

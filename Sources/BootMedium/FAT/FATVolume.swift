@@ -4,16 +4,8 @@ import Glibc
 import Darwin
 #endif
 
-/// Where a file's bytes come from.
-public enum FATFileSource: Sendable, Equatable {
-    /// Bytes in memory.
-    case bytes([UInt8])
-    /// A regular file on disk, read in 1 MiB chunks while the image is written.
-    case file(String)
-}
-
 /// One file to put on a FAT volume.
-public struct FATFileSpec: Sendable, Equatable {
+public struct FATFileSpec: Sendable {
     /// Path components under the root, e.g. `["kernel"]` or `["boot", "syslinux", "x.cfg"]`.
     /// Directories are created as needed. Names may be long or mixed case (VFAT long names
     /// are written then); they must not contain `"*/:<>?\|` or control characters.
@@ -21,33 +13,32 @@ public struct FATFileSpec: Sendable, Equatable {
     /// The file size in bytes (below 4 GiB).
     public var size: Int64
     /// The bytes.
-    public var source: FATFileSource
+    public var source: FileBytes
     /// Directory entry attributes (archive by default).
     var attributes: UInt8 = FATAttributes.archive
 
-    /// A file with in-memory contents.
-    public init(path: [String], bytes: [UInt8]) {
+    /// A file holding `source`: bytes in memory, or a file on disk, which must still have the
+    /// size it had when opened when the image is written.
+    public init(path: [String], source: FileBytes) {
         self.path = path
-        size = Int64(bytes.count)
-        source = .bytes(bytes)
+        self.source = source
+        switch source {
+        case .bytes(let bytes): size = Int64(bytes.count)
+        case .file(let input): size = input.size
+        }
     }
 
-    /// A file copied from `file` on disk, which must be `size` bytes long when the image is
-    /// written.
-    public init(path: [String], file: String, size: Int64) {
-        self.path = path
-        self.size = size
-        source = .file(file)
-    }
+    /// A file with in-memory contents.
+    public init(path: [String], bytes: [UInt8]) { self.init(path: path, source: .bytes(bytes)) }
 
     /// A file copied from `file` on disk, measured now (`stat`).
     public static func file(path: [String], contentsOf file: String) throws(BootMediumError) -> FATFileSpec {
         var info = stat()
-        if stat(file, &info) != 0 { throw .io("stat", path: file, errno: errno) }
+        try Posix.syscall("stat", path: file) { stat(file, &info) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw BootMediumError(.imageBuildFailed, "\(file) is not a regular file", context: ["path": file])
         }
-        return FATFileSpec(path: path, file: file, size: Int64(info.st_size))
+        return FATFileSpec(path: path, source: .file(try InputFile.open(file, role: .volumeFile)))
     }
 }
 
@@ -125,7 +116,7 @@ struct FATVolume {
     struct DataItem {
         let firstCluster: Int
         let clusterCount: Int
-        let content: FATFileSource
+        let content: FileBytes
         let size: Int64
     }
 
@@ -289,7 +280,7 @@ struct FATVolume {
             try stream.appendZeros(Int64(item.firstCluster - cluster) * Int64(p.clusterBytes))
             switch item.content {
             case .bytes(let bytes): try stream.append(bytes)
-            case .file(let path): try stream.appendFile(path: path, size: item.size)
+            case .file(let input): try stream.appendFile(input, size: item.size)
             }
             try stream.appendZeros(Int64(item.clusterCount) * Int64(p.clusterBytes) - item.size)
             cluster = item.firstCluster + item.clusterCount

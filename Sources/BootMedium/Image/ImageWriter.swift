@@ -32,13 +32,7 @@ protocol RandomAccessSink: ImageSink {
 extension RandomAccessSink {
     /// Writes `bytes` at `at`.
     func write(_ bytes: [UInt8], at: Int64) throws(BootMediumError) {
-        let result: Result<Void, BootMediumError> = bytes.withUnsafeBytes { buffer in
-            do throws(BootMediumError) {
-                try write(buffer, at: at)
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        try result.get()
+        try bytes.withBytes { (buffer) throws(BootMediumError) in try write(buffer, at: at) }
     }
 }
 

@@ -6,7 +6,7 @@ struct MediumFile: Sendable {
     /// The name in the medium's root directory.
     let name: String
     /// Where the bytes come from.
-    let source: ISOFile.Source
+    let source: FileBytes
     /// Byte ranges the image writer patches after layout (hashed as zeros in the manifest).
     var zeroed: [[Int64]]? = nil
     /// The SHA-256 when already known (a generated file behind a `.path`).
@@ -18,7 +18,7 @@ struct MediumFile: Sendable {
 /// The sizes and SHA-256 of the tree's files a medium lists in its manifest, read once
 /// (``TreeFileFacts`` caches them by file identity).
 struct TreeSnapshot: Sendable {
-    /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (the name image writers copy from).
+    /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (one entry per open tree file).
     var files: [String: (size: Int64, sha256: String)] = [:]
 
     /// The facts of `files`' files on disk.
@@ -72,7 +72,7 @@ struct MediumContents {
         let grubConfig = try BootConfig.renderGrub(plan, ramdiskBytes: image.size, initrds: ["cramfs.img"], readOnlyRoot: true)
         var files = [
             MediumFile(name: "kernel", source: .file(try kernel(tree))),
-            MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
+            MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.descriptor, path: "cramfs.img")), sha256: image.sha256),
             versionFile(plan),
         ] + extra
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))

@@ -146,16 +146,14 @@ enum Cramfs {
                         }, opaque,
                         { ctx, offset, buffer, length in
                             let context = Unmanaged<WriteContext>.fromOpaque(ctx!).takeUnretainedValue()
-                            var done = 0
-                            while done < length {
-                                let n = Posix.retrying { pwrite(context.fd, buffer! + done, length - done, off_t(offset) + off_t(done)) }
-                                if n <= 0 {
-                                    context.error = .io("write", path: context.path, errno: n < 0 ? errno : EIO)
-                                    return 1
-                                }
-                                done += n
+                            do throws(BootMediumError) {
+                                try Posix.writeAll(
+                                    context.fd, UnsafeRawBufferPointer(start: buffer, count: length), at: Int64(offset), path: context.path)
+                                return 0
+                            } catch {
+                                context.error = error
+                                return 1
                             }
-                            return 0
                         }, opaque, &result, &message, message.count)
                 }
             }
