@@ -56,7 +56,7 @@ struct UEFIBoot {
     /// An EFI system partition image (a FAT volume, sized to fit) holding `files`, for the El
     /// Torito EFI boot entry of an ISO, with the manifest entries of those files; its serial
     /// number derives from the plan's inputs under `SOURCE_DATE_EPOCH`.
-    static func espImage(_ files: [MediumFile], plan: BootPlan, cancellation: CancellationFlag)
+    static func espImage(_ files: [MediumFile], plan: ImagePlan, cancellation: CancellationFlag)
         throws(BootMediumError) -> (bytes: [UInt8], files: [Manifest.File])
     {
         var specs: [FATFileSpec] = []

@@ -15,9 +15,10 @@ struct FATMediumLayout: MediumLayout {
         return try paths.map { path throws(BootMediumError) in try tree.file(path, role: .loader) }
     }
 
-    func write(_ contents: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+    func write(_ contents: [MediumFile], plan: ImagePlan, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     {
+        let tree = plan.tree
         // Names such as EFI/BOOT/BOOTX64.EFI are paths on the volume.
         let files = contents.map { FATFileSpec(path: $0.name.split(separator: "/").map(String.init), source: $0.source) }
         let payload = try SyslinuxPayload(

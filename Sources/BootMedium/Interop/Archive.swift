@@ -186,7 +186,7 @@ enum Archive {
     struct ReadEntry: Equatable, Sendable {
         var path: String
         var mode: UInt32
-        var kind: String
+        var kind: InspectionReport.EntryKind
         var size: Int64
         var contents: [UInt8]?
     }
@@ -239,8 +239,9 @@ enum Archive {
                 let path = archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
                 let mode = UInt32(archive_entry_mode(entry))
                 let type = mode & 0o170000
-                let kind = type == 0o040000 ? "directory" : type == 0o120000 ? "symlink" : type == 0o100000 ? "file" : "special"
-                var kept: [UInt8]? = kind == "file" ? [] : nil
+                let kind: InspectionReport.EntryKind =
+                    type == 0o040000 ? .directory : type == 0o120000 ? .symlink : type == 0o100000 ? .file : .special
+                var kept: [UInt8]? = kind == .file ? [] : nil
                 var size: Int64 = 0
                 while true {
                     let n = buffer.withUnsafeMutableBytes { archive_read_data(archive, $0.baseAddress, chunk) }

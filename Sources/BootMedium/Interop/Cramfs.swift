@@ -187,16 +187,22 @@ final class CramfsReader {
         var size: Int64
         var deviceMajor: UInt32
         var deviceMinor: UInt32
-        var kind: String {
+        /// What an inode is, by its mode's type bits.
+        enum Kind: String {
+            case directory, file, symlink, fifo, socket, unknown
+            case characterDevice = "character-device"
+            case blockDevice = "block-device"
+        }
+        var kind: Kind {
             switch mode & 0o170000 {
-            case 0o040000: "directory"
-            case 0o100000: "file"
-            case 0o120000: "symlink"
-            case 0o020000: "character-device"
-            case 0o060000: "block-device"
-            case 0o010000: "fifo"
-            case 0o140000: "socket"
-            default: "unknown"
+            case 0o040000: .directory
+            case 0o100000: .file
+            case 0o120000: .symlink
+            case 0o020000: .characterDevice
+            case 0o060000: .blockDevice
+            case 0o010000: .fifo
+            case 0o140000: .socket
+            default: .unknown
             }
         }
     }
