@@ -73,7 +73,7 @@ struct UEFIBoot {
         }
         let options = FATVolumeOptions(
             label: "EFIBOOT", volumeID: MediumContents.identity(plan, purpose: "esp volume id"), timestamp: plan.clock.now)
-        let volume = try FATVolume.sized(files: specs, syslinux: nil, options: options, freeBytes: 0, leadingSectors: 0)
+        let volume = try FATVolume.sized(files: specs, bootLoader: nil, options: options, freeBytes: 0, leadingSectors: 0)
         let sink = MemorySink()
         let stream = ImageStream(sink: sink, cancellation: cancellation)
         try volume.write(to: stream)
