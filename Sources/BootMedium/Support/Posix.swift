@@ -320,10 +320,13 @@ enum Posix {
             throw error
         }
         if replacing || !anonymous {
-            let placed = replacing ? renameat(dfd, tempName, dfd, name) : linkat(dfd, tempName, dfd, name, 0)
-            let code = errno
-            if placed != 0 || !replacing { unlinkat(dfd, tempName, 0) }
-            if placed != 0 { throw .io(replacing ? "rename" : "link", path: path, errno: code) }
+            do {
+                try syscall { replacing ? renameat(dfd, tempName, dfd, name) : linkat(dfd, tempName, dfd, name, 0) }
+            } catch {
+                unlinkat(dfd, tempName, 0)
+                throw .io(replacing ? "rename" : "link", path: path, errno: error.code)
+            }
+            if !replacing { unlinkat(dfd, tempName, 0) }
         }
         if durable { _ = fsync(dfd) }
     }
