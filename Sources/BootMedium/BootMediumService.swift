@@ -47,7 +47,7 @@ public struct BootMediumService: Sendable {
     public func run(_ request: BootMediumRequest) async throws(BootMediumError) -> DeliveredMedium {
         let plan = try await planner.plan(request)
         if Task.isCancelled { throw BootMediumError(.cancelled, "The request was cancelled") }
-        let chosen = plan.imageType.map { ImageWriters.writer(for: $0, templates: templates) }
+        let chosen = plan.image.map { ImageWriters.writer(for: $0.type, templates: templates) }
         guard plan.action.renewsKey, let node = plan.node else {
             return try await produce(plan, writer: chosen, renewal: nil, syncs: request.syncsOutput)
         }
@@ -89,23 +89,16 @@ public struct BootMediumService: Sendable {
         _ plan: BootPlan, configText: String?, writer: (any ImageWriter)?, syncs: Bool,
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> Delivery {
-        let inputs = ImageInputs(plan: plan, nodeConfigText: configText)
         func fill(_ sink: any ImageSink) throws(BootMediumError) {
             try cancellation.check()
             if let writer {
+                let inputs = try ImageInputs(plan: plan, nodeConfigText: configText)
                 try writer.write(inputs, to: sink, cancellation: cancellation)
                 // What was measured is what was copied: a tree file written to meanwhile (its
                 // size or times changed) fails the build before the medium gets its name.
-                try plan.tree?.checkUnchanged()
+                try inputs.plan.tree.checkUnchanged()
             } else {
-                var bytes = Array((configText ?? "").utf8)
-                let result: Result<Void, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in
-                    do throws(BootMediumError) {
-                        try sink.write(UnsafeRawBufferPointer(buffer))
-                        return .success(())
-                    } catch { return .failure(error) }
-                }
-                try result.get()
+                try Array((configText ?? "").utf8).withBytes { (buffer) throws(BootMediumError) in try sink.write(buffer) }
             }
             try cancellation.check()
         }

@@ -306,11 +306,12 @@ func keyIn(_ text: String) -> String? {
         // FileCopy falls back to reading and writing, in pieces of its buffer.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
         defer { buffer.deallocate() }
-        try FileCopy.append(path: source, size: 100_000, at: 0, to: sink, buffer: buffer, cancellation: CancellationFlag())
+        let input = try InputFile.open(source, role: .bootcd)
+        try FileCopy.append(input, size: 100_000, at: 0, to: sink, buffer: buffer, cancellation: CancellationFlag())
         #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: root.path + "/appended"))) == bytes)
         // A size that is not the file's is refused before anything is written.
         #expect(throws: BootMediumError.self) {
-            try FileCopy.append(path: source, size: 99_999, at: 0, to: sink, buffer: buffer, cancellation: CancellationFlag())
+            try FileCopy.append(input, size: 99_999, at: 0, to: sink, buffer: buffer, cancellation: CancellationFlag())
         }
         #expect(sink.count == 100_000)
     }

@@ -89,7 +89,7 @@ import Testing
         let read = try Archive.readArchive(archive)
         #expect(read.map(\.path) == entries.map(\.path))
         #expect(read[1].contents == Array("NODE_ID=\"1\"\n".utf8))
-        #expect(read[3].kind == "symlink")
+        #expect(read[3].kind == .symlink)
         // A name one byte over the limit is refused.
         let long = try Archive.gzippedNewc([CpioEntry(path: String(repeating: "n", count: 4097), mode: 0o644, kind: .file([]))], timestamp: 0)
         #expect((try? Archive.readArchive(long.bytes)) == nil)

@@ -22,7 +22,7 @@ import Testing
                 .write(to: URL(fileURLWithPath: big))
         }
         func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
-        let bootcdSource = ISOFile.Source.path(bootcd)  // one file under two names
+        let bootcdSource = FileBytes.path(bootcd)  // one file under two names
         return ISOLayout(
             volumeID: "COPYTEST",
             files: [

@@ -167,9 +167,9 @@ func changeSourceDuringCopy(_ path: String, _ change: String) {
     }
 }
 
-extension ISOFile.Source {
+extension FileBytes {
     /// A file on disk by path, opened as an input (the tests' shorthand for ``file(_:)``).
-    static func path(_ path: String) -> ISOFile.Source {
+    static func path(_ path: String) -> FileBytes {
         .file(try! InputFile.open(path, role: .bootcd))
     }
 }

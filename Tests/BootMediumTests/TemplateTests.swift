@@ -14,7 +14,7 @@ import Testing
     func inputs(_ medium: Medium, options: [String], demo: DemoCopy, plnode: String = Self.plnode) async throws -> ImageInputs {
         let plan = try await demo.service().planner.plan(
             BootMediumRequest(caller: .admin, node: DemoRoot.node1, action: medium.action, filename: nil, options: medium.options + options))
-        return ImageInputs(plan: plan, nodeConfigText: plnode)
+        return try ImageInputs(plan: plan, nodeConfigText: plnode)
     }
 
     /// Writes `inputs` with `cache` (nil: in full) into `path`.
@@ -93,7 +93,7 @@ import Testing
     @Test func anOverlayFillingItsSlotExactlyAndOneByteTooMany() async throws {
         let demo = try DemoCopy()
         let inputs = try await inputs(.iso, options: ["serial"], demo: demo)
-        let tree = try #require(inputs.plan.tree)
+        let tree = inputs.plan.tree
         let probe = try MediumContents.slots(tree, configName: "isolinux.cfg", uefi: .espImage, capacities: .standard)
         let overlayBytes = try MediumContents.slotContents(inputs, tree: tree, slots: probe, cancellation: CancellationFlag())[MediumSlots.overlayName]!.count
         var exact = SlotCapacities.standard

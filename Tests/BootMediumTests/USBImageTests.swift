@@ -256,7 +256,11 @@ struct USBTestInputs {
         #expect(code([FATFileSpec(path: ["a:b"], bytes: [2])]) == .imageBuildFailed)
         #expect(code([FATFileSpec(path: [], bytes: [2])]) == .imageBuildFailed)
         #expect(code([one, FATFileSpec(path: ["kernel", "x"], bytes: [2])]) == .imageBuildFailed)  // file used as a dir
-        #expect(code([FATFileSpec(path: ["huge"], file: "/dev/null", size: 1 << 32)]) == .imageBuildFailed)
+        let hugeScratch = try FATScratch()
+        try Data([1]).write(to: URL(fileURLWithPath: hugeScratch.file("huge")))
+        var huge = try FATFileSpec.file(path: ["huge"], contentsOf: hugeScratch.file("huge"))
+        huge.size = 1 << 32  // declared 4 GiB: refused by the layout before any byte is read
+        #expect(code([huge]) == .imageBuildFailed)
         let crowd = (0..<600).map { FATFileSpec(path: ["f\($0)"], bytes: [1]) }
         #expect(code(crowd) == .imageBuildFailed)  // FAT16 root holds 512 entries
         var badMBR = options
@@ -335,6 +339,7 @@ struct USBTestInputs {
         final class StingySink: ImageSink {
             let fd: Int32
             var copies = 0, refusals = 0
+            var method = Posix.KernelAppend.copyFileRange
             init(path: String) { fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
             deinit { close(fd) }
             func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) { try Posix.writeAll(fd, bytes, path: "stingy") }
@@ -344,7 +349,8 @@ struct USBTestInputs {
                     return nil
                 }
                 copies += 1
-                return try Posix.copyFileRange(from: source, offset: offset, to: fd, count: min(count, 100_000), path: "stingy")
+                return try Posix.copyFileRange(
+                    from: source, offset: offset, to: fd, count: min(count, 100_000), path: "stingy", method: &method)
             }
         }
         let stingyPath = inputs.scratch.file("stingy.img")
@@ -364,10 +370,11 @@ struct USBTestInputs {
         let inputs = try USBTestInputs(bootcdSize: 20 << 20)
         let options = try Self.options(partitioned: false)
         let layout = try USBImageLayout(files: inputs.files, syslinux: try TestSyslinux.payload(), options: options)
-        guard case .file(let bootcd) = try #require(inputs.files.first { $0.path == ["bootcd.img"] }).source else {
+        guard case .file(let input) = try #require(inputs.files.first { $0.path == ["bootcd.img"] }).source else {
             Issue.record("bootcd.img is not on disk")
             return
         }
+        let bootcd = input.path
         let original = try Data(contentsOf: URL(fileURLWithPath: bootcd))
         for change in ["shrink", "grow"] {
             changeSourceDuringCopy(bootcd, change)

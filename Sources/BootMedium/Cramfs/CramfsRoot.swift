@@ -17,9 +17,8 @@ enum CramfsRoot {
     }
 
     /// Builds the cramfs root of `plan` with the overlay `overlay`.
-    static func build(_ plan: BootPlan, overlay: [CpioEntry], cancellation: CancellationFlag) throws(BootMediumError) -> Image {
-        guard let tree = plan.tree else { throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree") }
-        let bootcd = try MediumContents.bootcd(tree)
+    static func build(_ plan: ImagePlan, overlay: [CpioEntry], cancellation: CancellationFlag) throws(BootMediumError) -> Image {
+        let bootcd = try MediumContents.bootcd(plan.tree)
         let root = try RootTree.merged(
             bootcd: bootcd, overlay: overlay, keep: ReadOnlyRoot.editedFiles, cancellation: cancellation)
         let summary = try ReadOnlyRoot.apply(to: root, console: plan.console)

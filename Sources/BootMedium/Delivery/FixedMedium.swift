@@ -50,7 +50,7 @@ public final class FixedMedium: @unchecked Sendable {
     }
 
     init(built scratch: ScratchFile, fileName: String, made: Int64, cancellation: CancellationFlag) throws(BootMediumError) {
-        let file = try InputFile(made: scratch.fd, path: "the medium of \(fileName)")
+        let file = try InputFile(made: scratch.descriptor, path: "the medium of \(fileName)")
         self.fileName = fileName
         size = file.size
         sha256 = try scratch.sha256(size: file.size, cancellation: cancellation)
@@ -104,10 +104,8 @@ public final class FixedMedium: @unchecked Sendable {
     public func read(at offset: Int64, count: Int) throws(BootMediumError) -> [UInt8] {
         guard offset >= 0, offset < size, count > 0 else { return [] }
         var bytes = [UInt8](repeating: 0, count: Int(min(Int64(count), size - offset)))
-        let result: Result<Int, BootMediumError> = bytes.withUnsafeMutableBytes { buffer in
-            do throws(BootMediumError) { return .success(try read(into: buffer, at: offset)) } catch { return .failure(error) }
-        }
-        return Array(bytes[..<(try result.get())])
+        let n = try bytes.withMutableBytes { (buffer) throws(BootMediumError) in try read(into: buffer, at: offset) }
+        return Array(bytes[..<n])
     }
 
     /// Reads the medium's bytes from `offset` into `buffer`, as many as fit or remain; returns
@@ -195,15 +193,15 @@ extension BootMediumService {
         async throws(BootMediumError) -> FixedMedium
     {
         try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
-            let inputs = ImageInputs(plan: plan, nodeConfigText: configText)
+            let inputs = try ImageInputs(plan: plan, nodeConfigText: configText)
             if let medium = writer as? MediumWriter, let spliced = try medium.splice(inputs, cancellation: flag) {
                 let fixed = try FixedMedium(spliced: spliced, fileName: fileName, made: plan.clock.now, cancellation: flag)
-                try plan.tree?.checkUnchanged()
+                try inputs.plan.tree.checkUnchanged()
                 return fixed
             }
             let scratch = try ScratchFile(directory: plan.root.workDir)
             try writer.write(inputs, to: DescriptorSink(fd: scratch.fd), cancellation: flag)
-            try plan.tree?.checkUnchanged()
+            try inputs.plan.tree.checkUnchanged()
             return try FixedMedium(built: scratch, fileName: fileName, made: plan.clock.now, cancellation: flag)
         }
     }

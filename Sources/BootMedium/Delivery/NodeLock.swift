@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// Serializes requests that renew the same node's key, so two media never carry different
 /// keys silently.
@@ -65,29 +66,32 @@ actor NodeLocks {
 
 /// An exclusive OFD lock on one byte of `<directory>/.node-locks`.
 final class FileRangeLock: Sendable {
-    private let fd: Int32
+    /// The lock file's open file description, which holds the lock until it is closed.
+    private let file: Mutex<OwnedDescriptor?>
     /// `F_OFD_SETLKW` (Linux, not exported without _GNU_SOURCE).
     static let ofdSetLockWait: Int32 = 38
 
     init(directory: String, byte: Int64) throws(BootMediumError) {
-        let dfd = try OutputFile.openCreatingDirectories(directory, confinedTo: nil)
-        defer { close(dfd) }
-        let fd = Posix.retrying {
-            openat(dfd, ".node-locks", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let path = directory + "/.node-locks"
+        let locked: OwnedDescriptor
+        do {
+            let directoryFD = try OutputFile.openCreatingDirectories(directory, confinedTo: nil)
+            do {
+                locked = try OwnedDescriptor.open(
+                    ".node-locks", at: directoryFD.rawValue, flags: O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode: 0o600)
+            } catch {
+                throw .io("open", path: path, errno: error.code)
+            }
         }
-        if fd < 0 { throw .io("open", path: directory + "/.node-locks", errno: errno) }
         var lock = flock()
         lock.l_type = Int16(F_WRLCK)
         lock.l_whence = Int16(SEEK_SET)
         lock.l_start = off_t(byte)
         lock.l_len = 1
-        if Posix.retrying({ fcntl(fd, Self.ofdSetLockWait, &lock) }) != 0 {
-            let code = errno
-            close(fd)
-            throw .io("lock", path: directory + "/.node-locks", errno: code)
-        }
-        self.fd = fd
+        try Posix.syscall("lock", path: path) { fcntl(locked.rawValue, Self.ofdSetLockWait, &lock) }
+        file = Mutex(locked)
     }
 
-    func release() { close(fd) }
+    /// Releases the lock (closes the lock file; the lock also goes with this object).
+    func release() { file.withLock { $0 = nil } }
 }

@@ -30,20 +30,27 @@ final class OutputFile {
 
     let path: String
     let name: String
-    private let directoryFD: Int32
+    private let directory: OwnedDescriptor
+    private var directoryFD: Int32 { directory.rawValue }
     /// Whether the bytes go to an anonymous file (else to the named temp file `tempName`).
     private let anonymous: Bool
     private let tempName: String
     /// What messages call the file being written (the output's path when anonymous).
     private let tempPath: String
-    private(set) var fd: Int32
+    /// The file being written; nil once committed or discarded.
+    private var file: OwnedDescriptor?
+    /// The descriptor of the file being written (-1 once committed or discarded).
+    var fd: Int32 { file?.rawValue ?? -1 }
     /// Bytes written so far, and up to where writeback was started (``noteWritten(_:)``).
     private var written: Int64 = 0
     private var writebackStarted: Int64 = 0
-    /// Starts writeback off the writing thread, on its own duplicate of `fd` (closed by its last
-    /// block), so neither ``commit()`` nor ``discard()`` waits for it.
+    /// Starts writeback off the writing thread, on its own duplicate of `fd` (held by every
+    /// pending block, so closed after the last), so neither ``commit()`` nor ``discard()``
+    /// waits for it.
     private let writeback = DispatchQueue(label: "bootmedium.writeback")
-    private var writebackFD: Int32 = -1
+    private var writebackFile: OwnedDescriptor?
+    /// How the kernel appends to this file (``ImageSink/copy(from:offset:count:)``).
+    var kernelAppend = Posix.KernelAppend.copyFileRange
     private let replaces: Bool
     /// Whether ``commit()`` flushes the file to the device first (and writeback is started
     /// while writing).
@@ -61,7 +68,7 @@ final class OutputFile {
     {
         let url = path as NSString
         let name = url.lastPathComponent
-        let directory = url.deletingLastPathComponent
+        let directoryPath = url.deletingLastPathComponent
         guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
             throw BootMediumError(
                 .invalidOutput, "Output \(path.debugDescription) does not name a file",
@@ -70,57 +77,60 @@ final class OutputFile {
         var confinedReal: String?
         if let workDir {
             // The work dir itself may be created (0755) before checking against it.
-            let fd = try Self.openCreatingDirectories(workDir, confinedTo: nil)
-            close(fd)
+            _ = try Self.openCreatingDirectories(workDir, confinedTo: nil)
             confinedReal = Posix.realPath(workDir)
         }
-        let dfd = try Self.openCreatingDirectories(directory, confinedTo: confinedReal, shown: path)
+        let directory = try Self.openCreatingDirectories(directoryPath, confinedTo: confinedReal, shown: path)
+        let dfd = directory.rawValue
         self.path = path
         self.name = name
-        self.directoryFD = dfd
+        self.directory = directory
         self.replaces = replaces
         self.syncs = syncs
-        if !replaces {
-            do throws(BootMediumError) {
-                try Self.checkAbsent(name, in: dfd, path: path, removeStale: false)
-            } catch {
-                close(dfd)
-                throw error
-            }
-        }
+        if !replaces { try Self.checkAbsent(name, in: dfd, path: path, removeStale: false) }
         var tempName = ""
         var tempPath = path
-        var (tempFD, code) = Posix.openAnonymous(in: dfd, mode: 0o600)
-        let anonymous = tempFD >= 0
-        if !anonymous && Posix.lacksAnonymousFiles(code) {
+        let file: OwnedDescriptor
+        var anonymous = true
+        do {
+            file = try Posix.openAnonymous(in: dfd, mode: 0o600)
+        } catch where Posix.lacksAnonymousFiles(error) {
+            anonymous = false
+            var made: OwnedDescriptor?
+            var failure = error
             for _ in 0..<16 {
                 tempName = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
-                tempPath = (directory.isEmpty ? "." : directory) + "/" + tempName
+                tempPath = (directoryPath.isEmpty ? "." : directoryPath) + "/" + tempName
                 let candidate = tempName
-                (tempFD, code) = TempFileRegistry.shared.create(tempPath) {
-                    Posix.retrying { openat(dfd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+                do {
+                    made = try TempFileRegistry.shared.create(tempPath) { () throws(Errno) in
+                        try OwnedDescriptor.open(candidate, at: dfd, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode: 0o600)
+                    }
+                    break
+                } catch {
+                    failure = error
+                    if error.code != EEXIST { break }
                 }
-                if tempFD >= 0 || code != EEXIST { break }
             }
-        }
-        if tempFD < 0 {
-            close(dfd)
-            throw .io("create", path: tempPath, errno: code)
+            guard let made else { throw .io("create", path: tempPath, errno: failure.code) }
+            file = made
+        } catch {
+            throw .io("create", path: tempPath, errno: error.code)
         }
         self.anonymous = anonymous
         self.tempName = tempName
         self.tempPath = tempPath
-        self.fd = tempFD
-        if fchmod(tempFD, 0o644) != 0 {
-            let code = errno
+        self.file = file
+        do {
+            try Posix.syscall { fchmod(file.rawValue, 0o644) }
+        } catch {
             discard()
-            throw .io("chmod", path: tempPath, errno: code)
+            throw .io("chmod", path: tempPath, errno: error.code)
         }
     }
 
     deinit {
         if state == .writing { discard() }
-        close(directoryFD)
     }
 
     /// Appends bytes to the temp file.
@@ -139,10 +149,10 @@ final class OutputFile {
     func noteWritten(_ count: Int) {
         written += Int64(count)
         guard syncs, written - writebackStarted >= Self.writebackStep else { return }
-        if writebackFD < 0 { writebackFD = fcntl(fd, F_DUPFD_CLOEXEC, 0) }
-        if writebackFD >= 0 {
-            let fd = writebackFD, start = writebackStarted, count = written - writebackStarted
-            writeback.async { Posix.startWriteback(fd, offset: start, count: count) }
+        if writebackFile == nil { writebackFile = try? file?.duplicate() }
+        if let copy = writebackFile {
+            let start = writebackStarted, count = written - writebackStarted
+            writeback.async { Posix.startWriteback(copy.rawValue, offset: start, count: count) }
         }
         writebackStarted = written
     }
@@ -153,76 +163,73 @@ final class OutputFile {
         if syncs { Posix.startWriteback(fd, offset: at, count: count) }
     }
 
-    /// No more writeback hints: the queue closes its descriptor after the pending ones.
-    private func endWriteback() {
-        guard writebackFD >= 0 else { return }
-        let fd = writebackFD
-        writeback.async { close(fd) }
-        writebackFD = -1
-    }
-
     /// Makes the file visible under its final name (see the type's notes).
     func commit() throws(BootMediumError) {
         precondition(state == .writing)
-        endWriteback()
+        writebackFile = nil
         do throws(BootMediumError) {
             if syncs { try Posix.sync(fd, path: tempPath) }
             if anonymous {
                 try linkAnonymous()
             } else if replaces {
-                if renameat(directoryFD, tempName, directoryFD, name) != 0 {
-                    throw .io("rename", path: path, errno: errno)
-                }
+                try Posix.syscall("rename", path: path) { renameat(directoryFD, tempName, directoryFD, name) }
             } else {
-                if linkat(directoryFD, tempName, directoryFD, name, 0) != 0 {
-                    guard errno == EEXIST else { throw .io("link", path: path, errno: errno) }
-                    try Self.checkAbsent(name, in: directoryFD, path: path, removeStale: true)
-                    if linkat(directoryFD, tempName, directoryFD, name, 0) != 0 {
-                        if errno == EEXIST { throw Self.exists(path) }
-                        throw .io("link", path: path, errno: errno)
-                    }
-                }
+                let dfd = directoryFD, tempName = tempName, name = name
+                try linkFinal { () throws(Errno) in try Posix.syscall { linkat(dfd, tempName, dfd, name, 0) } }
                 unlinkat(directoryFD, tempName, 0)
             }
         } catch {
             discard()
             throw error
         }
-        close(fd)
-        fd = -1
+        file = nil
         TempFileRegistry.shared.unregister(tempPath)
         state = .committed
         if syncs { _ = fsync(directoryFD) }
     }
 
+    /// Links the file to `name` by `link`, which never replaces a file: when `name` exists and
+    /// is stale (``checkAbsent(_:in:path:removeStale:)``) it is removed and `link` tried again.
+    private func linkFinal(_ link: () throws(Errno) -> Void) throws(BootMediumError) {
+        do {
+            try link()
+        } catch where error.code == EEXIST {
+            try Self.checkAbsent(name, in: directoryFD, path: path, removeStale: true)
+            do {
+                try link()
+            } catch where error.code == EEXIST {
+                throw Self.exists(path)
+            } catch {
+                throw .io("link", path: path, errno: error.code)
+            }
+        } catch {
+            throw .io("link", path: path, errno: error.code)
+        }
+    }
+
     /// Names the anonymous file: `name` when it is free (or stale), or, publishing, a temp name
     /// renamed over `name`.
     private func linkAnonymous() throws(BootMediumError) {
+        let descriptor = fd, dfd = directoryFD
         guard replaces else {
-            var code = Posix.linkAnonymous(fd, in: directoryFD, as: name)
-            if code == EEXIST {
-                try Self.checkAbsent(name, in: directoryFD, path: path, removeStale: true)
-                code = Posix.linkAnonymous(fd, in: directoryFD, as: name)
-                if code == EEXIST { throw Self.exists(path) }
-            }
-            if code != 0 { throw .io("link", path: path, errno: code) }
+            let name = name
+            try linkFinal { () throws(Errno) in try Posix.linkAnonymous(descriptor, in: dfd, as: name) }
             return
         }
         let temp = ".\(name.prefix(200)).bootmedium-\(Posix.randomSuffix())"
         let directory = (path as NSString).deletingLastPathComponent
         let shown = (directory.isEmpty ? "." : directory) + "/" + temp
-        let descriptor = fd, dfd = directoryFD
-        let (linked, code) = TempFileRegistry.shared.create(shown) { () -> Int32 in
-            let code = Posix.linkAnonymous(descriptor, in: dfd, as: temp)
-            errno = code
-            return code == 0 ? 0 : -1
+        do {
+            try TempFileRegistry.shared.create(shown) { () throws(Errno) in try Posix.linkAnonymous(descriptor, in: dfd, as: temp) }
+        } catch {
+            throw .io("link", path: shown, errno: error.code)
         }
-        if linked < 0 { throw .io("link", path: shown, errno: code) }
         defer { TempFileRegistry.shared.unregister(shown) }
-        if renameat(directoryFD, temp, directoryFD, name) != 0 {
-            let code = errno
-            unlinkat(directoryFD, temp, 0)
-            throw .io("rename", path: path, errno: code)
+        do {
+            try Posix.syscall { renameat(dfd, temp, dfd, name) }
+        } catch {
+            unlinkat(dfd, temp, 0)
+            throw .io("rename", path: path, errno: error.code)
         }
     }
 
@@ -237,9 +244,8 @@ final class OutputFile {
     /// Drops the temp file.
     func discard() {
         guard state == .writing else { return }
-        endWriteback()
-        if fd >= 0 { close(fd) }
-        fd = -1
+        writebackFile = nil
+        file = nil
         if !anonymous {
             unlinkat(directoryFD, tempName, 0)
             TempFileRegistry.shared.unregister(tempPath)
@@ -258,23 +264,29 @@ final class OutputFile {
         throws(BootMediumError)
     {
         var info = stat()
-        if fstatat(dfd, name, &info, AT_SYMLINK_NOFOLLOW) != 0 {
-            if errno == ENOENT { return }
-            throw .io("stat", path: path, errno: errno)
+        do {
+            try Posix.syscall { fstatat(dfd, name, &info, AT_SYMLINK_NOFOLLOW) }
+        } catch where error.code == ENOENT {
+            return
+        } catch {
+            throw .io("stat", path: path, errno: error.code)
         }
         let isRegular = (info.st_mode & S_IFMT) == S_IFREG
         let age = Int64(Date().timeIntervalSince1970) - Int64(info.st_mtim.tv_sec)
         guard isRegular, age > staleAfter else { throw exists(path) }
-        if removeStale, unlinkat(dfd, name, 0) != 0, errno != ENOENT {
-            throw .io("remove stale", path: path, errno: errno)
-        }
+        guard removeStale else { return }
+        do {
+            try Posix.syscall { unlinkat(dfd, name, 0) }
+        } catch where error.code != ENOENT {
+            throw .io("remove stale", path: path, errno: error.code)
+        } catch {}
     }
 
     /// Opens `directory`, creating missing components `0755`. With `confinedTo` (a real path),
     /// the resolved directory must lie inside it.
     static func openCreatingDirectories(
         _ directory: String, confinedTo: String?, shown: String? = nil
-    ) throws(BootMediumError) -> Int32 {
+    ) throws(BootMediumError) -> OwnedDescriptor {
         let absolute =
             directory.isEmpty
             ? FileManager.default.currentDirectoryPath
@@ -309,33 +321,27 @@ final class OutputFile {
         missing = normalized
         let resolved = ([existing == "/" ? "" : existing] + missing).joined(separator: "/")
         if let confinedTo { try checkInside(resolved.isEmpty ? "/" : resolved, confinedTo, shown ?? directory) }
-        var fd = try Posix.openDirectory(existing)
+        var opened = try Posix.openDirectory(existing)
         for part in missing {
-            if mkdirat(fd, part, 0o755) != 0 && errno != EEXIST {
-                let code = errno
-                close(fd)
-                throw .io("create directory", path: directory, errno: code)
-            }
+            let fd = opened.rawValue
+            do {
+                try Posix.syscall { mkdirat(fd, part, 0o755) }
+            } catch where error.code != EEXIST {
+                throw .io("create directory", path: directory, errno: error.code)
+            } catch {}
             _ = fchmodat(fd, part, 0o755, 0)
-            let next = Posix.retrying {
-                openat(fd, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            do {
+                opened = try OwnedDescriptor.open(part, at: fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            } catch {
+                throw .io("open directory", path: directory, errno: error.code)
             }
-            let code = errno
-            close(fd)
-            if next < 0 { throw .io("open directory", path: directory, errno: code) }
-            fd = next
         }
         if let confinedTo {
             // Re-check what was actually opened.
-            let actual = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"))
-            do throws(BootMediumError) {
-                try checkInside(actual ?? "", confinedTo, shown ?? directory)
-            } catch {
-                close(fd)
-                throw error
-            }
+            let actual = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(opened.rawValue)"))
+            try checkInside(actual ?? "", confinedTo, shown ?? directory)
         }
-        return fd
+        return opened
     }
 
     private static func checkInside(_ path: String, _ root: String, _ shown: String)

@@ -21,7 +21,7 @@ extension OutputFile: ImageSink {
     }
 
     func copy(from source: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? {
-        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: path)
+        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: path, method: &kernelAppend)
         if let n { noteWritten(n) }
         return n
     }
@@ -44,7 +44,8 @@ extension OutputFile: RandomAccessSink {
     }
 
     func setLength(_ length: Int64) throws(BootMediumError) {
-        if Posix.retrying({ ftruncate(fd, off_t(length)) }) != 0 { throw .io("truncate", path: path, errno: errno) }
+        let fd = fd
+        try Posix.syscall("truncate", path: path) { ftruncate(fd, off_t(length)) }
     }
 
     func clone(from source: Int32) throws(BootMediumError) -> Bool {
@@ -64,6 +65,7 @@ final class MemorySink: ImageSink {
 final class DescriptorSink: ImageSink {
     let fd: Int32
     var count = 0
+    private var kernelAppend = Posix.KernelAppend.copyFileRange
     init(fd: Int32) { self.fd = fd }
     func write(_ bytes: UnsafeRawBufferPointer) throws(BootMediumError) {
         try Posix.writeAll(fd, bytes, path: "fd \(fd)")
@@ -71,7 +73,7 @@ final class DescriptorSink: ImageSink {
     }
 
     func copy(from source: Int32, offset: Int64, count: Int) throws(BootMediumError) -> Int? {
-        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: "fd \(fd)")
+        let n = try Posix.copyFileRange(from: source, offset: offset, to: fd, count: count, path: "fd \(fd)", method: &kernelAppend)
         if let n { self.count += n }
         return n
     }
@@ -88,91 +90,118 @@ enum FileCopy {
     static let alignment: Int64 = 64 << 10
 
     #if BOOTMEDIUM_TEST_SEAMS
-    /// Tests: by source path, called before each piece with the bytes copied so far.
+    /// Tests: by source path (``InputFile/path``), called before each piece with the offset
+    /// copied up to.
     static let beforePiece = Mutex<[String: @Sendable (Int64) -> Void]>([:])
     #endif
 
-    /// Appends the `size` bytes of the regular file at `path` to `sink`, where they land at
-    /// `imageOffset`, checking `cancellation` before every piece. Pieces are copied in the kernel
-    /// while the sink can, from the first ``alignment`` boundary on (the bytes before it, and all
-    /// of them when the sink cannot copy, are read into `buffer` and written, at most
-    /// `buffer.count` bytes per `write`).
+    /// Appends the `size` bytes of `file` to `sink`, where they land at `imageOffset`, checking
+    /// `cancellation` before every piece. Pieces are copied in the kernel while the sink can,
+    /// from the first ``alignment`` boundary on (the bytes before it, and all of them when the
+    /// sink cannot copy, are read into `buffer` and written, at most `buffer.count` bytes per
+    /// `write`).
     ///
-    /// The file must be `size` bytes when opened and still when done, and must not end early:
-    /// otherwise `imageBuildFailed`, never zeros or a short image.
+    /// The file must be `size` bytes when the copy starts and still when done, and must not end
+    /// early: otherwise `imageBuildFailed`, never zeros or a short image.
     static func append(
-        path: String, size: Int64, at imageOffset: Int64, to sink: any ImageSink,
+        _ file: InputFile, size: Int64, at imageOffset: Int64, to sink: any ImageSink,
         buffer: UnsafeMutableRawBufferPointer, cancellation: CancellationFlag
     ) throws(BootMediumError) {
-        try transfer(
-            path: path, size: size, at: imageOffset, buffer: buffer,
+        try transferWhole(
+            file, size: size, at: imageOffset, buffer: buffer,
             check: { () throws(BootMediumError) in try cancellation.check() },
-            copy: { (fd, offset, count) throws(BootMediumError) in try sink.copy(from: fd, offset: offset, count: count) },
+            copy: { (offset, count) throws(BootMediumError) in try sink.copy(from: file.descriptor, offset: offset, count: count) },
             write: { (bytes, _) throws(BootMediumError) in try sink.write(bytes) })
     }
 
-    /// Like ``append(path:size:at:to:buffer:cancellation:)``, by positioned calls: the bytes
-    /// land at `imageOffset` in `sink` whatever its file position; `check` runs before every
-    /// piece.
+    /// Like ``append(_:size:at:to:buffer:cancellation:)``, by positioned calls: the bytes land
+    /// at `imageOffset` in `sink` whatever its file position; `check` runs before every piece.
     static func place(
-        path: String, size: Int64, at imageOffset: Int64, into sink: any RandomAccessSink,
+        _ file: InputFile, size: Int64, at imageOffset: Int64, into sink: any RandomAccessSink,
         buffer: UnsafeMutableRawBufferPointer, check: () throws(BootMediumError) -> Void
     ) throws(BootMediumError) {
-        try transfer(
-            path: path, size: size, at: imageOffset, buffer: buffer, check: check,
-            copy: { (fd, offset, count) throws(BootMediumError) in
-                try sink.copy(from: fd, offset: offset, count: count, at: imageOffset + offset)
+        try transferWhole(
+            file, size: size, at: imageOffset, buffer: buffer, check: check,
+            copy: { (offset, count) throws(BootMediumError) in
+                try sink.copy(from: file.descriptor, offset: offset, count: count, at: imageOffset + offset)
             },
             write: { (bytes, offset) throws(BootMediumError) in try sink.write(bytes, at: imageOffset + offset) })
     }
 
-    /// The loop of ``append`` and ``place``: `copy(fd, fileOffset, count)` copies in the kernel
-    /// (nil: cannot), `write(bytes, fileOffset)` writes bytes read from the file.
-    private static func transfer(
-        path: String, size: Int64, at imageOffset: Int64, buffer: UnsafeMutableRawBufferPointer,
+    /// Appends the bytes `range` of `file` to `sink` (in the kernel while it can, else read
+    /// through `buffer`), checking `cancellation` before every piece; a file that ends before
+    /// `range` does is `endedEarly`.
+    static func append(
+        _ range: Range<Int64>, of file: InputFile, to sink: any ImageSink, buffer: UnsafeMutableRawBufferPointer,
+        cancellation: CancellationFlag, endedEarly: () -> BootMediumError
+    ) throws(BootMediumError) {
+        try transfer(
+            range, of: file, kernelFrom: range.lowerBound, buffer: buffer,
+            check: { () throws(BootMediumError) in try cancellation.check() },
+            copy: { (offset, count) throws(BootMediumError) in try sink.copy(from: file.descriptor, offset: offset, count: count) },
+            write: { (bytes, _) throws(BootMediumError) in try sink.write(bytes) },
+            endedEarly: { _ in endedEarly() })
+    }
+
+    /// ``transfer(_:of:kernelFrom:buffer:check:copy:write:endedEarly:)`` of all of `file`, which
+    /// must be `size` bytes before and after, its kernel copies aligned in the image.
+    private static func transferWhole(
+        _ file: InputFile, size: Int64, at imageOffset: Int64, buffer: UnsafeMutableRawBufferPointer,
         check: () throws(BootMediumError) -> Void,
-        copy: (Int32, Int64, Int) throws(BootMediumError) -> Int?,
+        copy: (Int64, Int) throws(BootMediumError) -> Int?,
         write: (UnsafeRawBufferPointer, Int64) throws(BootMediumError) -> Void
     ) throws(BootMediumError) {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-        if fd < 0 { throw .io("open", path: path, errno: errno) }
-        defer { close(fd) }
-        try checkSize(fd, path: path, size: size)
-        #if BOOTMEDIUM_TEST_SEAMS
-        let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }
-        #endif
+        try checkSize(file, size: size)
         let prefix = min(size, (alignment - imageOffset % alignment) % alignment)
-        var done: Int64 = 0
+        try transfer(
+            0..<size, of: file, kernelFrom: prefix, buffer: buffer, check: check, copy: copy, write: write,
+            endedEarly: { read in endedEarly(file.path, expected: size, read: read) })
+        try checkSize(file, size: size)
+    }
+
+    /// The loop of every copy: the bytes `range` of `file`, `check` run before every piece;
+    /// `copy(fileOffset, count)` copies in the kernel (nil: cannot) from `kernelFrom` on,
+    /// `write(bytes, fileOffset)` writes bytes read from the file before it or once the kernel
+    /// cannot; a file that ends early is `endedEarly(offset)`.
+    private static func transfer(
+        _ range: Range<Int64>, of file: InputFile, kernelFrom: Int64, buffer: UnsafeMutableRawBufferPointer,
+        check: () throws(BootMediumError) -> Void,
+        copy: (Int64, Int) throws(BootMediumError) -> Int?,
+        write: (UnsafeRawBufferPointer, Int64) throws(BootMediumError) -> Void,
+        endedEarly: (Int64) -> BootMediumError
+    ) throws(BootMediumError) {
+        #if BOOTMEDIUM_TEST_SEAMS
+        let hook = beforePiece.withLock { $0.isEmpty ? nil : $0[file.path] }
+        #endif
+        var done = range.lowerBound
         var kernel = true
-        while done < size {
+        while done < range.upperBound {
             try check()
             #if BOOTMEDIUM_TEST_SEAMS
             hook?(done)
             #endif
-            if kernel && done >= prefix {
-                let want = Int(min(Int64(piece), size - done))
-                if let n = try copy(fd, done, want), n > 0 {
+            if kernel && done >= kernelFrom {
+                let want = Int(min(Int64(piece), range.upperBound - done))
+                if let n = try copy(done, want), n > 0 {
                     done += Int64(n)
                     continue
                 }
                 // Cannot copy (or no bytes: confirmed by reading below): read and write from here.
                 kernel = false
             }
-            let want = Int(min(Int64(buffer.count), (kernel ? prefix : size) - done))
-            let offset = done
-            let n = Posix.retrying { pread(fd, buffer.baseAddress!, want, off_t(offset)) }
-            if n < 0 { throw .io("read", path: path, errno: errno) }
-            if n == 0 { throw endedEarly(path, expected: size, read: done) }
-            try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), offset)
+            let want = Int(min(Int64(buffer.count), (kernel ? kernelFrom : range.upperBound) - done))
+            let n = try Posix.read(file.descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: done, path: file.path)
+            if n == 0 { throw endedEarly(done) }
+            try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), done)
             done += Int64(n)
         }
-        try checkSize(fd, path: path, size: size)
     }
 
-    private static func checkSize(_ fd: Int32, path: String, size: Int64) throws(BootMediumError) {
+    private static func checkSize(_ file: InputFile, size: Int64) throws(BootMediumError) {
         var info = stat()
-        if fstat(fd, &info) != 0 { throw .io("stat", path: path, errno: errno) }
-        guard Int64(info.st_size) == size else { throw changedSize(path, expected: size, actual: Int64(info.st_size)) }
+        let fd = file.descriptor
+        try Posix.syscall("stat", path: file.path) { fstat(fd, &info) }
+        guard Int64(info.st_size) == size else { throw changedSize(file.path, expected: size, actual: Int64(info.st_size)) }
     }
 
     /// A source file that ended before the size the image was laid out for.

@@ -48,7 +48,7 @@ struct SplicedMedium {
         defer { buffer.deallocate() }
         if let file = sink as? any RandomAccessSink {
             try FileCopy.place(
-                path: template.reopenPath, size: size, at: 0, into: file, buffer: buffer,
+                template, size: size, at: 0, into: file, buffer: buffer,
                 check: { () throws(BootMediumError) in try cancellation.check() })
             for region in regions { try file.write(region.bytes, at: region.offset) }
             return
@@ -76,28 +76,13 @@ struct SplicedMedium {
         return bytes
     }
 
-    /// Appends the template's bytes `range` to `sink`: in the kernel while it can, else read
-    /// through `buffer`.
+    /// Appends the template's bytes `range` to `sink`.
     private func copyTemplate(
         _ range: Range<Int64>, to sink: any ImageSink, buffer: UnsafeMutableRawBufferPointer, cancellation: CancellationFlag
     ) throws(BootMediumError) {
-        var done = range.lowerBound
-        var kernel = true
-        while done < range.upperBound {
-            try cancellation.check()
-            let want = Int(min(Int64(FileCopy.piece), range.upperBound - done))
-            if kernel, let n = try sink.copy(from: template.descriptor, offset: done, count: want), n > 0 {
-                done += Int64(n)
-                continue
-            }
-            kernel = false
-            let n = min(buffer.count, Int(range.upperBound - done))
-            let offset = done
-            let read = Posix.retrying { pread(template.descriptor, buffer.baseAddress!, n, off_t(offset)) }
-            if read < 0 { throw .io("read", path: template.path, errno: errno) }
-            if read == 0 { throw BootMediumError(.imageBuildFailed, "The medium template \(template.path) ended early") }
-            try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<read]))
-            done += Int64(read)
+        let path = template.path
+        try FileCopy.append(range, of: template, to: sink, buffer: buffer, cancellation: cancellation) {
+            BootMediumError(.imageBuildFailed, "The medium template \(path) ended early")
         }
     }
 }

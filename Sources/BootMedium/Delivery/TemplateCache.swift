@@ -72,13 +72,20 @@ public final class TemplateCache: Sendable {
             counters.withLock { $0.hits += 1 }
             return found
         }
-        let dfd = try OutputFile.openCreatingDirectories(directory, confinedTo: nil)
-        defer { close(dfd) }
-        _ = fchmod(dfd, 0o700)
-        let lock = Posix.retrying { openat(dfd, key + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600) }
-        if lock < 0 { throw .io("open", path: directory + "/" + key + ".lock", errno: errno) }
-        defer { close(lock) }  // releases the flock
-        if Posix.retrying({ flock(lock, LOCK_EX) }) != 0 { throw .io("lock", path: directory + "/" + key + ".lock", errno: errno) }
+        let lockPath = directory + "/" + key + ".lock"
+        let lock: OwnedDescriptor
+        do {
+            let directoryFD = try OutputFile.openCreatingDirectories(directory, confinedTo: nil)
+            _ = fchmod(directoryFD.rawValue, 0o700)
+            do {
+                lock = try OwnedDescriptor.open(
+                    key + ".lock", at: directoryFD.rawValue, flags: O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode: 0o600)
+            } catch {
+                throw .io("open", path: lockPath, errno: error.code)
+            }
+        }
+        defer { withExtendedLifetime(lock) {} }  // held to the end: closing it releases the flock
+        try Posix.syscall("lock", path: lockPath) { flock(lock.rawValue, LOCK_EX) }
         if let found = Self.open(key, in: directory, workDir: workDir) {
             counters.withLock { $0.hits += 1 }
             return found

@@ -70,7 +70,7 @@ public struct USBImageLayout {
             label: options.label, volumeID: options.volumeID, timestamp: options.timestamp,
             hiddenSectors: UInt32(start), heads: UInt16(Self.heads), sectorsPerTrack: UInt16(Self.sectorsPerTrack))
         volume = try FATVolume.sized(
-            files: files, syslinux: syslinux, options: fatOptions, freeBytes: options.freeSpace, leadingSectors: start)
+            files: files, bootLoader: syslinux, options: fatOptions, freeBytes: options.freeSpace, leadingSectors: start)
         volumeStart = start
         totalBytes = Int64(start) * 512 + volume.byteCount
         switch options.partitioning {

@@ -88,7 +88,7 @@ struct FAT32BPB: Equatable, Sendable {
 struct FATBootSector: Equatable, Sendable {
     /// The jump instruction (`EB 3C 90` FAT16, `EB 58 90` FAT32).
     var jump: [UInt8] = [0xEB, 0x3C, 0x90]
-    /// OEM name, 8 bytes (SYSLINUX replaces it with `SYSLINUX`).
+    /// OEM name, 8 bytes (a boot loader may replace it with its own).
     var oemName: [UInt8] = FixedField.padded("BOOTMDM", width: 8)
     var bytesPerSector: UInt16 = 512
     var sectorsPerCluster: UInt8 = 4

@@ -4,50 +4,41 @@ import Glibc
 import Darwin
 #endif
 
-/// Where a file's bytes come from.
-public enum FATFileSource: Sendable, Equatable {
-    /// Bytes in memory.
-    case bytes([UInt8])
-    /// A regular file on disk, read in 1 MiB chunks while the image is written.
-    case file(String)
-}
-
 /// One file to put on a FAT volume.
-public struct FATFileSpec: Sendable, Equatable {
-    /// Path components under the root, e.g. `["kernel"]` or `["boot", "syslinux", "x.cfg"]`.
+public struct FATFileSpec: Sendable {
+    /// Path components under the root, e.g. `["kernel"]` or `["boot", "loader", "x.cfg"]`.
     /// Directories are created as needed. Names may be long or mixed case (VFAT long names
     /// are written then); they must not contain `"*/:<>?\|` or control characters.
     public var path: [String]
     /// The file size in bytes (below 4 GiB).
     public var size: Int64
     /// The bytes.
-    public var source: FATFileSource
+    public var source: FileBytes
     /// Directory entry attributes (archive by default).
     var attributes: UInt8 = FATAttributes.archive
 
-    /// A file with in-memory contents.
-    public init(path: [String], bytes: [UInt8]) {
+    /// A file holding `source`: bytes in memory, or a file on disk, which must still have the
+    /// size it had when opened when the image is written.
+    public init(path: [String], source: FileBytes) {
         self.path = path
-        size = Int64(bytes.count)
-        source = .bytes(bytes)
+        self.source = source
+        switch source {
+        case .bytes(let bytes): size = Int64(bytes.count)
+        case .file(let input): size = input.size
+        }
     }
 
-    /// A file copied from `file` on disk, which must be `size` bytes long when the image is
-    /// written.
-    public init(path: [String], file: String, size: Int64) {
-        self.path = path
-        self.size = size
-        source = .file(file)
-    }
+    /// A file with in-memory contents.
+    public init(path: [String], bytes: [UInt8]) { self.init(path: path, source: .bytes(bytes)) }
 
     /// A file copied from `file` on disk, measured now (`stat`).
     public static func file(path: [String], contentsOf file: String) throws(BootMediumError) -> FATFileSpec {
         var info = stat()
-        if stat(file, &info) != 0 { throw .io("stat", path: file, errno: errno) }
+        try Posix.syscall("stat", path: file) { stat(file, &info) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw BootMediumError(.imageBuildFailed, "\(file) is not a regular file", context: ["path": file])
         }
-        return FATFileSpec(path: path, file: file, size: Int64(info.st_size))
+        return FATFileSpec(path: path, source: .file(try InputFile.open(file, role: .volumeFile)))
     }
 }
 
@@ -94,6 +85,19 @@ public struct FATVolumeOptions: Sendable, Equatable {
     }
 }
 
+/// A boot loader a FAT volume is made with: files it reserves at the front of the data area,
+/// and the installation that needs to know where they landed.
+protocol FATBootLoader: Sendable {
+    /// The files laid out first, in this order, in the root directory; the first one's bytes
+    /// are placeholders until ``install(firstFileSectors:bootSector:)`` gives them.
+    var reservedFiles: [FATFileSpec] { get }
+    /// The volume's boot sector with the loader in it and the first reserved file's bytes, given
+    /// that file's 512-byte sectors (volume relative, in file order) and the volume's own boot
+    /// sector.
+    func install(firstFileSectors: [UInt64], bootSector: [UInt8]) throws(BootMediumError)
+        -> (bootSector: [UInt8], firstFile: [UInt8])
+}
+
 /// A complete FAT16/FAT32 volume, laid out and ready to be written front to back.
 ///
 /// Layout: boot sector (FAT32: FSInfo at 1, backup boot sector at 6), two FATs, the FAT16 root
@@ -102,11 +106,10 @@ public struct FATVolumeOptions: Sendable, Equatable {
 /// contiguous; the rest is free. Geometry per ``FATParameters`` (mkfs.fat's rules); media 0xF8,
 /// drive 0x80, extended signature 0x29. The same inputs give the same bytes.
 ///
-/// With a ``SyslinuxPayload`` the volume also holds `ldlinux.sys` and `ldlinux.c32` in the root
-/// (first in the data area), and SYSLINUX is installed as `syslinux --install` would (boot
-/// sector code, patched `ldlinux.sys`, attributes 0x27). The FAT32 backup boot sector is a
-/// copy of the final boot sector (the real installer leaves mkfs.fat's there; fsck.fat then
-/// reports a difference).
+/// With a ``FATBootLoader`` the volume also holds the loader's reserved files in the root (first
+/// in the data area), and the loader is installed once they are placed: it gives the final boot
+/// sector and the first reserved file's bytes. The FAT32 backup boot sector is a copy of the
+/// final boot sector.
 struct FATVolume {
     let parameters: FATParameters
     let options: FATVolumeOptions
@@ -119,13 +122,13 @@ struct FATVolume {
     let dataItems: [DataItem]
     /// Clusters used by directories and files.
     let usedClusters: Int
-    /// The files as placed (including the SYSLINUX files), in data order.
+    /// The files as placed (including the boot loader's), in data order.
     let placements: [Placement]
 
     struct DataItem {
         let firstCluster: Int
         let clusterCount: Int
-        let content: FATFileSource
+        let content: FileBytes
         let size: Int64
     }
 
@@ -137,31 +140,28 @@ struct FATVolume {
         let size: Int64
     }
 
-    static let ldlinuxSysName = "ldlinux.sys"
-    static let ldlinuxC32Name = "ldlinux.c32"
-
     var totalSectors: Int { Int(parameters.totalSectors) }
     var byteCount: Int64 { Int64(parameters.totalSectors) * 512 }
     var freeClusters: Int { parameters.clusterCount - usedClusters }
 
-    /// Lays out `files` (plus SYSLINUX's when `syslinux` is given) on a volume of exactly
-    /// `totalSectors`. Throws `imageBuildFailed` when they do not fit or a name is invalid.
-    init(files: [FATFileSpec], syslinux: SyslinuxPayload?, options: FATVolumeOptions, totalSectors: UInt32)
+    /// Lays out `files` (plus `bootLoader`'s, when given) on a volume of exactly `totalSectors`.
+    /// Throws `imageBuildFailed` when they do not fit or a name is invalid.
+    init(files: [FATFileSpec], bootLoader: (any FATBootLoader)?, options: FATVolumeOptions, totalSectors: UInt32)
         throws(BootMediumError)
     {
         let parameters = try FATParameters(totalSectors: totalSectors, sectorsPerTrack: Int(options.sectorsPerTrack))
-        let tree = try FATTree(files: Self.allFiles(files, syslinux: syslinux), label: options.labelField)
-        try self.init(tree: tree, syslinux: syslinux, options: options, parameters: parameters)
+        let tree = try FATTree(files: (bootLoader?.reservedFiles ?? []) + files, label: options.labelField)
+        try self.init(tree: tree, bootLoader: bootLoader, options: options, parameters: parameters)
     }
 
     /// The smallest volume (in whole MiB together with `leadingSectors` in front of it) that holds
     /// `files` and still has at least `freeBytes` free.
     static func sized(
-        files: [FATFileSpec], syslinux: SyslinuxPayload?, options: FATVolumeOptions, freeBytes: Int64,
+        files: [FATFileSpec], bootLoader: (any FATBootLoader)?, options: FATVolumeOptions, freeBytes: Int64,
         leadingSectors: Int
     ) throws(BootMediumError) -> FATVolume {
         let mib: Int64 = 1 << 20
-        let all = allFiles(files, syslinux: syslinux)
+        let all = (bootLoader?.reservedFiles ?? []) + files
         let tree = try FATTree(files: all, label: options.labelField)
         let payload = all.reduce(Int64(0)) { $0 + $1.size }
         var totalMiB = max(1, (Int64(leadingSectors) * 512 + payload + freeBytes + mib - 1) / mib)
@@ -174,23 +174,13 @@ struct FATVolume {
             let needed = try tree.clustersNeeded(parameters: parameters)
             let free = Int64(parameters.clusterCount - needed) * Int64(parameters.clusterBytes)
             if needed <= parameters.clusterCount && free >= freeBytes {
-                return try FATVolume(tree: tree, syslinux: syslinux, options: options, parameters: parameters)
+                return try FATVolume(tree: tree, bootLoader: bootLoader, options: options, parameters: parameters)
             }
             totalMiB += max(1, (freeBytes - free + mib - 1) / mib)
         }
     }
 
-    private static func allFiles(_ files: [FATFileSpec], syslinux: SyslinuxPayload?) -> [FATFileSpec] {
-        guard let syslinux else { return files }
-        // The installed ldlinux.sys replaces these placeholder bytes once its sectors are known.
-        var sys = FATFileSpec(path: [ldlinuxSysName], bytes: [UInt8](repeating: 0, count: syslinux.installedSysSize))
-        sys.attributes = SyslinuxInstaller.fileAttributes
-        var c32 = FATFileSpec(path: [ldlinuxC32Name], bytes: syslinux.ldlinuxC32)
-        c32.attributes = SyslinuxInstaller.fileAttributes
-        return [sys, c32] + files
-    }
-
-    private init(tree: FATTree, syslinux: SyslinuxPayload?, options: FATVolumeOptions, parameters: FATParameters)
+    private init(tree: FATTree, bootLoader: (any FATBootLoader)?, options: FATVolumeOptions, parameters: FATParameters)
         throws(BootMediumError)
     {
         self.parameters = parameters
@@ -246,17 +236,17 @@ struct FATVolume {
             }
         }
 
-        if let syslinux {
-            // ldlinux.sys is file 0, contiguous.
+        if let bootLoader, let reserved = bootLoader.reservedFiles.first {
+            // The loader's first file is file 0, contiguous.
             let (first, _) = allocation.fileClusters[0]
             let start = UInt64(parameters.sector(ofCluster: first))
-            let sectors = (0..<UInt64(syslinux.installedSysSize / 512)).map { start + $0 }
-            let installation = try SyslinuxInstaller(payload: syslinux).install(sectors: sectors, bootSector: bootBytes)
-            bootBytes = installation.bootSector
+            let sectors = (0..<UInt64((reserved.size + 511) / 512)).map { start + $0 }
+            let installed = try bootLoader.install(firstFileSectors: sectors, bootSector: bootBytes)
+            bootBytes = installed.bootSector
             let i = items.firstIndex { $0.firstCluster == first }!
             items[i] = DataItem(
-                firstCluster: first, clusterCount: items[i].clusterCount, content: .bytes(installation.ldlinuxSys),
-                size: Int64(installation.ldlinuxSys.count))
+                firstCluster: first, clusterCount: items[i].clusterCount, content: .bytes(installed.firstFile),
+                size: Int64(installed.firstFile.count))
         }
         bootSector = bootBytes
         dataItems = items
@@ -289,7 +279,7 @@ struct FATVolume {
             try stream.appendZeros(Int64(item.firstCluster - cluster) * Int64(p.clusterBytes))
             switch item.content {
             case .bytes(let bytes): try stream.append(bytes)
-            case .file(let path): try stream.appendFile(path: path, size: item.size)
+            case .file(let input): try stream.appendFile(input, size: item.size)
             }
             try stream.appendZeros(Int64(item.clusterCount) * Int64(p.clusterBytes) - item.size)
             cluster = item.firstCluster + item.clusterCount

@@ -54,12 +54,11 @@ final class ImageStream {
         }
     }
 
-    /// Appends the `size` bytes of the regular file at `path` (``FileCopy``). Throws
-    /// `imageBuildFailed` when the file's size is not `size` (changed since it was measured) or
-    /// it ends early.
-    func appendFile(path: String, size: Int64) throws(BootMediumError) {
+    /// Appends the `size` bytes of `file` (``FileCopy``). Throws `imageBuildFailed` when the
+    /// file's size is not `size` (changed since it was measured) or it ends early.
+    func appendFile(_ file: InputFile, size: Int64) throws(BootMediumError) {
         try flush()
-        try FileCopy.append(path: path, size: size, at: offset, to: sink, buffer: buffer, cancellation: cancellation)
+        try FileCopy.append(file, size: size, at: offset, to: sink, buffer: buffer, cancellation: cancellation)
         offset += size
     }
 

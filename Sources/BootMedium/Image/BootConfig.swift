@@ -10,7 +10,7 @@ enum BootConfig {
     ///   - initrds: `bootcd.img,overlay.img` (or `cramfs.img`).
     ///   - readOnlyRoot: `ro` instead of `rw` (cramfs).
     static func render(
-        _ plan: BootPlan, ramdiskBytes: Int64, initrds: String, readOnlyRoot: Bool = false
+        _ plan: ImagePlan, ramdiskBytes: Int64, initrds: String, readOnlyRoot: Bool = false
     ) throws(BootMediumError) -> String {
         // Absent keys, not empty strings, switch mustache sections off.
         var values: [String: Any] = [
@@ -32,7 +32,7 @@ enum BootConfig {
     /// SYSLINUX's APPEND arguments and the same initrds. Nothing a node or a tag sets reaches it
     /// unchecked: the arguments are ``KernelCommandLine``'s validated words, the rest is ours.
     static func renderGrub(
-        _ plan: BootPlan, ramdiskBytes: Int64, initrds: [String], readOnlyRoot: Bool = false
+        _ plan: ImagePlan, ramdiskBytes: Int64, initrds: [String], readOnlyRoot: Bool = false
     ) throws(BootMediumError) -> String {
         var values: [String: Any] = [
             "ramdiskSize": String((ramdiskBytes + 1023) / 1024),

@@ -23,14 +23,15 @@ struct ISOMediumLayout: MediumLayout {
         }
     }
 
-    func write(_ files: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+    func write(_ files: [MediumFile], plan: ImagePlan, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     {
+        let tree = plan.tree
         // The ESP image is no file of the ISO 9660 file system: it is appended as a partition.
         var esp: [UInt8]?
         var inISO: [ISOFile] = []
         for file in files {
-            if file.name == UEFIBoot.espImageName, case .bytes(let bytes) = file.source {
+            if file.isESP, case .bytes(let bytes) = file.source {
                 esp = bytes
             } else {
                 inISO.append(ISOFile(name: file.name, source: file.source))

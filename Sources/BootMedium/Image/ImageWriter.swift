@@ -32,22 +32,23 @@ protocol RandomAccessSink: ImageSink {
 extension RandomAccessSink {
     /// Writes `bytes` at `at`.
     func write(_ bytes: [UInt8], at: Int64) throws(BootMediumError) {
-        let result: Result<Void, BootMediumError> = bytes.withUnsafeBytes { buffer in
-            do throws(BootMediumError) {
-                try write(buffer, at: at)
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        try result.get()
+        try bytes.withBytes { (buffer) throws(BootMediumError) in try write(buffer, at: at) }
     }
 }
 
 /// What an image writer is given: the plan and the rendered node config.
 public struct ImageInputs: Sendable {
-    /// The validated plan.
-    public let plan: BootPlan
+    /// The validated plan, of an image action.
+    public let plan: ImagePlan
     /// plnode.txt, for node actions.
     public let nodeConfigText: String?
+
+    /// The inputs of the image action `plan`; a text action's plan is an internal error.
+    public init(plan: BootPlan, nodeConfigText: String?) throws(BootMediumError) {
+        guard let image = plan.image else { throw BootMediumError(.internal, "Internal error: an image writer given a text action") }
+        self.plan = image
+        self.nodeConfigText = nodeConfigText
+    }
 }
 
 /// Writes one image type.
@@ -68,7 +69,7 @@ protocol MediumLayout: Sendable {
     /// The tree files the type's boot loader is made of (a template's key covers them).
     func treeInputs(_ tree: BootcdTree) throws(BootMediumError) -> [InputFile]
     /// Writes `files` as the image.
-    func write(_ files: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+    func write(_ files: [MediumFile], plan: ImagePlan, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     /// Where each file of `names` lies in the image at `path` (one we wrote), when contiguous.
     func locate(_ names: [String], inImageAt path: String) throws(BootMediumError) -> [String: (offset: Int64, size: Int64)]
@@ -83,54 +84,62 @@ struct MediumWriter: ImageWriter {
 
     func write(_ inputs: ImageInputs, to sink: any ImageSink, cancellation: CancellationFlag) throws(BootMediumError) {
         let plan = inputs.plan
-        guard let tree = plan.tree else { throw BootMediumError(.internal, "Internal error: an image plan without a tree") }
-        let extra = try layout.loaderFiles(tree)
-        if plan.imageType?.isCramfs == true {
+        let extra = try layout.loaderFiles(plan.tree)
+        if plan.type.isCramfs {
             let contents = try MediumContents.prepareCramfs(
-                inputs, tree: tree, configName: layout.configName, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
+                inputs, tree: plan.tree, configName: layout.configName, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
             // The contents hold the anonymous file behind cramfs.img: keep it open until written.
             try withExtendedLifetime(contents) { () throws(BootMediumError) in
-                try layout.write(contents.files, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+                try layout.write(contents.files, plan: plan, to: sink, cancellation: cancellation)
             }
             return
         }
-        let slots = try MediumContents.slots(
-            tree, configName: layout.configName, uefi: layout.uefiPlacement, capacities: templates?.capacities ?? .standard)
-        let contents = try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation)
-        if let spliced = try splice(plan, tree: tree, slots: slots, contents: contents, extra: extra, cancellation: cancellation) {
+        let request = try slotContents(inputs, cancellation: cancellation)
+        if let spliced = try splice(plan, request, extra: extra, cancellation: cancellation) {
             try spliced.write(to: sink, cancellation: cancellation)
             return
         }
         // Without a template, or a content too big for its slot: the whole medium, its slots
         // grown to fit.
-        let files = try MediumContents.plainFiles(plan, tree: tree, slots: slots, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
+        let slots = request.slots
+        let files = try MediumContents.plainFiles(plan, tree: plan.tree, slots: slots, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
         let fixed = try fixedEntries(files, slots: slots, plan: plan, cancellation: cancellation)
-        guard let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: fixed, growing: true) else {
+        guard let filled = try MediumContents.fill(plan, slots: slots, contents: request.contents, fixed: fixed, growing: true) else {
             throw BootMediumError(.internal, "Internal error: grown slots do not fit their contents")
         }
         let final = files.map { file in filled.bytes[file.name].map { MediumFile(name: file.name, source: .bytes($0)) } ?? file }
-        try layout.write(final, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+        try layout.write(final, plan: plan, to: sink, cancellation: cancellation)
     }
 
     /// The plain medium of `inputs` as its template with the request's slots, or nil when it
-    /// is to be built in full (no template cache, or a content too big for its slot).
+    /// is to be built in full (a cramfs type, no template cache, or a content too big for its
+    /// slot).
     func splice(_ inputs: ImageInputs, cancellation: CancellationFlag) throws(BootMediumError) -> SplicedMedium? {
-        let plan = inputs.plan
-        guard let tree = plan.tree, plan.imageType?.isCramfs != true else { return nil }
+        guard !inputs.plan.type.isCramfs else { return nil }
+        return try splice(
+            inputs.plan, try slotContents(inputs, cancellation: cancellation), extra: try layout.loaderFiles(inputs.plan.tree),
+            cancellation: cancellation)
+    }
+
+    /// A plain medium's slots and the request's (unpadded) contents for them.
+    private func slotContents(_ inputs: ImageInputs, cancellation: CancellationFlag)
+        throws(BootMediumError) -> (slots: MediumSlots, contents: [String: [UInt8]])
+    {
+        let tree = inputs.plan.tree
         let slots = try MediumContents.slots(
             tree, configName: layout.configName, uefi: layout.uefiPlacement, capacities: templates?.capacities ?? .standard)
-        let contents = try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation)
-        return try splice(plan, tree: tree, slots: slots, contents: contents, extra: try layout.loaderFiles(tree), cancellation: cancellation)
+        return (slots, try MediumContents.slotContents(inputs, tree: tree, slots: slots, cancellation: cancellation))
     }
 
     private func splice(
-        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, contents: [String: [UInt8]], extra: [MediumFile],
+        _ plan: ImagePlan, _ request: (slots: MediumSlots, contents: [String: [UInt8]]), extra: [MediumFile],
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> SplicedMedium? {
+        let slots = request.slots
         // A content too big for its slot is known before any template is looked for.
-        guard let templates, contents.allSatisfy({ slots.fits($0.value, $0.key) }) else { return nil }
-        let open = try template(plan, tree: tree, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
-        guard let filled = try MediumContents.fill(plan, slots: slots, contents: contents, fixed: open.record.fixedFiles) else {
+        guard let templates, request.contents.allSatisfy({ slots.fits($0.value, $0.key) }) else { return nil }
+        let open = try template(plan, slots: slots, extra: extra, cache: templates, cancellation: cancellation)
+        guard let filled = try MediumContents.fill(plan, slots: slots, contents: request.contents, fixed: open.record.fixedFiles) else {
             return nil  // the manifest outgrew its slot
         }
         return try SplicedMedium(open, slots: filled.bytes)
@@ -139,9 +148,9 @@ struct MediumWriter: ImageWriter {
     /// The template of `plan` from `cache`, built when missing: its files with the slots'
     /// placeholders, written by the layout, their slots found by reading the image back.
     private func template(
-        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, extra: [MediumFile], cache: TemplateCache,
-        cancellation: CancellationFlag
+        _ plan: ImagePlan, slots: MediumSlots, extra: [MediumFile], cache: TemplateCache, cancellation: CancellationFlag
     ) throws(BootMediumError) -> TemplateCache.Open {
+        let tree = plan.tree
         var inputs = [try MediumContents.kernel(tree), try MediumContents.bootcd(tree)] + (try layout.treeInputs(tree))
         if let uefi = try UEFIBoot.of(tree) { inputs += [uefi.shim, uefi.grub] + (uefi.mokManager.map { [$0] } ?? []) }
         let key = try MediumTemplate.key(plan, slots: slots, inputs: inputs, cancellation: cancellation)
@@ -152,7 +161,7 @@ struct MediumWriter: ImageWriter {
                 let files = try MediumContents.plainFiles(
                     plan, tree: tree, slots: slots, extra: extra, uefi: layout.uefiPlacement, cancellation: cancellation)
                 fixed = try fixedEntries(files, slots: slots, plan: plan, cancellation: cancellation)
-                try layout.write(files, plan: plan, tree: tree, to: sink, cancellation: cancellation)
+                try layout.write(files, plan: plan, to: sink, cancellation: cancellation)
                 // What was read is what the facts describe: a tree file changed meanwhile fails
                 // the build, and no template is kept.
                 try tree.checkUnchanged()
@@ -171,7 +180,7 @@ struct MediumWriter: ImageWriter {
     }
 
     /// The manifest entries of `files` outside the slots.
-    private func fixedEntries(_ files: [MediumFile], slots: MediumSlots, plan: BootPlan, cancellation: CancellationFlag)
+    private func fixedEntries(_ files: [MediumFile], slots: MediumSlots, plan: ImagePlan, cancellation: CancellationFlag)
         throws(BootMediumError) -> [Manifest.File]
     {
         let fixed = files.filter { !slots.names.contains($0.name) }

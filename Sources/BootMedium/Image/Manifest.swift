@@ -80,19 +80,20 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     /// The manifest of `plan` listing `files`.
-    static func of(_ plan: BootPlan, files: [File], slots: [String]? = nil) -> Manifest {
+    static func of(_ plan: ImagePlan, files: [File], slots: [String]? = nil) -> Manifest {
         Manifest(
             schema: schemaID, tool: "bootmedium \(BootMediumVersion.string)",
-            action: plan.action.rawValue, imageType: plan.imageType?.rawValue ?? "text",
-            nodefamily: plan.nodefamily.name, bootcdVersion: plan.tree?.version ?? "",
+            action: plan.action.rawValue, imageType: plan.type.rawValue,
+            nodefamily: plan.nodefamily.name, bootcdVersion: plan.tree.version,
             console: plan.console?.spec, kernelArguments: plan.kernelCommandLine.arguments,
             options: plan.options, nodeID: plan.node?.nodeID,
             // The ESP image is a partition of an ISO, not one of its files.
             files: files.filter { !isESP($0) }.sorted { $0.path < $1.path }, esp: files.first(where: isESP), slots: slots)
     }
 
-    /// Whether `file` is an ISO's ESP image (the FAT volume appended as a partition).
-    static func isESP(_ file: File) -> Bool { file.path == UEFIBoot.espImageName && file.files != nil }
+    /// Whether `file` is an ISO's ESP image (the FAT volume appended as a partition): the one
+    /// entry that lists the files inside it (``MediumFile/espFiles``).
+    static func isESP(_ file: File) -> Bool { file.files != nil }
 
     /// The SHA-256 of `bytes` with `zeroed` ranges set to zero.
     static func digest(_ bytes: [UInt8], zeroing zeroed: [[Int64]]?) -> String {

@@ -6,23 +6,26 @@ struct MediumFile: Sendable {
     /// The name in the medium's root directory.
     let name: String
     /// Where the bytes come from.
-    let source: ISOFile.Source
+    let source: FileBytes
     /// Byte ranges the image writer patches after layout (hashed as zeros in the manifest).
     var zeroed: [[Int64]]? = nil
     /// The SHA-256 when already known (a generated file behind a `.path`).
     var sha256: String? = nil
-    /// The manifest entries of the files inside, when this file is a FAT volume (the ESP image).
-    var volumeFiles: [Manifest.File]? = nil
+    /// Set on an ISO's ESP image alone: the manifest entries of the files inside that FAT
+    /// volume, which is appended as a partition, not stored in the ISO 9660 file system.
+    var espFiles: [Manifest.File]? = nil
+    /// Whether this file is an ISO's ESP image.
+    var isESP: Bool { espFiles != nil }
 }
 
 /// The sizes and SHA-256 of the tree's files a medium lists in its manifest, read once
 /// (``TreeFileFacts`` caches them by file identity).
 struct TreeSnapshot: Sendable {
-    /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (the name image writers copy from).
+    /// Size and SHA-256 (hex) by ``InputFile/reopenPath`` (one entry per open tree file).
     var files: [String: (size: Int64, sha256: String)] = [:]
 
     /// The facts of `files`' files on disk.
-    static func take(_ plan: BootPlan, files: [MediumFile], cancellation: CancellationFlag)
+    static func take(_ plan: ImagePlan, files: [MediumFile], cancellation: CancellationFlag)
         throws(BootMediumError) -> TreeSnapshot
     {
         var snapshot = TreeSnapshot()
@@ -72,7 +75,7 @@ struct MediumContents {
         let grubConfig = try BootConfig.renderGrub(plan, ramdiskBytes: image.size, initrds: ["cramfs.img"], readOnlyRoot: true)
         var files = [
             MediumFile(name: "kernel", source: .file(try kernel(tree))),
-            MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.fd, path: "cramfs.img")), sha256: image.sha256),
+            MediumFile(name: "cramfs.img", source: .file(try InputFile(made: image.file.descriptor, path: "cramfs.img")), sha256: image.sha256),
             versionFile(plan),
         ] + extra
         files.append(MediumFile(name: configName, source: .bytes(Array(config.utf8))))
@@ -95,7 +98,7 @@ struct MediumContents {
     /// template's contents): kernel, bootcd.img, overlay.img, pl_version, `extra`, the boot
     /// config, the UEFI files, the manifest.
     static func plainFiles(
-        _ plan: BootPlan, tree: BootcdTree, slots: MediumSlots, extra: [MediumFile], uefi placement: UEFIPlacement,
+        _ plan: ImagePlan, tree: BootcdTree, slots: MediumSlots, extra: [MediumFile], uefi placement: UEFIPlacement,
         cancellation: CancellationFlag
     ) throws(BootMediumError) -> [MediumFile] {
         func slot(_ name: String) -> MediumFile { MediumFile(name: name, source: .bytes(slots.placeholder(name))) }
@@ -139,7 +142,7 @@ struct MediumContents {
     /// `growing`, slots too small grow to fit (``MediumSlots/grown(toFit:)``) and the slots
     /// used are returned.
     static func fill(
-        _ plan: BootPlan, slots given: MediumSlots, contents: [String: [UInt8]], fixed: [Manifest.File], growing: Bool = false
+        _ plan: ImagePlan, slots given: MediumSlots, contents: [String: [UInt8]], fixed: [Manifest.File], growing: Bool = false
     ) throws(BootMediumError) -> (slots: MediumSlots, bytes: [String: [UInt8]], manifest: Manifest)? {
         var slots = growing ? given.grown(toFit: contents) : given
         var bytes: [String: [UInt8]] = [:]
@@ -167,7 +170,7 @@ struct MediumContents {
                 entries.append(
                     Manifest.File(
                         path: file.name, size: Int64(bytes.count),
-                        sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed, files: file.volumeFiles))
+                        sha256: Manifest.digest(bytes, zeroing: file.zeroed), zeroed: file.zeroed, files: file.espFiles))
             case .file(let input):
                 if let known = file.sha256 {
                     entries.append(Manifest.File(path: file.name, size: input.size, sha256: known, zeroed: nil))
@@ -183,13 +186,13 @@ struct MediumContents {
     }
 
     /// `pl_version`.
-    private static func versionFile(_ plan: BootPlan) -> MediumFile {
-        MediumFile(name: "pl_version", source: .bytes(Array(((plan.versionString ?? "") + "\n").utf8)))
+    private static func versionFile(_ plan: ImagePlan) -> MediumFile {
+        MediumFile(name: "pl_version", source: .bytes(Array((plan.versionString + "\n").utf8)))
     }
 
     /// The UEFI files of a medium of `tree` with `grubConfig` (none when the tree has no loader).
     private static func uefiFiles(
-        _ plan: BootPlan, tree: BootcdTree, placement: UEFIPlacement, grubConfig: [UInt8], cancellation: CancellationFlag
+        _ plan: ImagePlan, tree: BootcdTree, placement: UEFIPlacement, grubConfig: [UInt8], cancellation: CancellationFlag
     ) throws(BootMediumError) -> [MediumFile] {
         guard let uefi = try UEFIBoot.of(tree) else { return [] }
         switch placement {
@@ -199,8 +202,8 @@ struct MediumContents {
             // The ESP holds the loader alone (the same for every node); GRUB's config lies in
             // the ISO 9660 file system.
             let esp = try UEFIBoot.espImage(uefi.files(config: nil), plan: plan, cancellation: cancellation)
-            return [MediumFile(name: UEFIBoot.espImageName, source: .bytes(esp.bytes), volumeFiles: esp.files)]
-                + UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString ?? "")
+            return [MediumFile(name: UEFIBoot.espImageName, source: .bytes(esp.bytes), espFiles: esp.files)]
+                + UEFIBoot.isoFiles(config: grubConfig, versionString: plan.versionString)
         }
     }
 
@@ -230,13 +233,13 @@ struct MediumContents {
     /// A 32-bit identity (volume serial, disk signature) for `purpose`: derived from the inputs
     /// of the plan's template (image type, nodefamily, tree and PLC, not the node) when
     /// `SOURCE_DATE_EPOCH` is set, random otherwise.
-    static func identity(_ plan: BootPlan, purpose: String) -> UInt32 {
+    static func identity(_ plan: ImagePlan, purpose: String) -> UInt32 {
         guard let epoch = plan.clock.sourceDateEpoch else {
             var generator = SystemRandomNumberGenerator()
             return UInt32(truncatingIfNeeded: generator.next())
         }
         // The template's inputs only: every request a template serves shares these values.
-        let text = [purpose, plan.imageType?.rawValue ?? "", plan.nodefamily.name, plan.tree?.version ?? "",
+        let text = [purpose, plan.type.rawValue, plan.nodefamily.name, plan.tree.version,
                     plan.configuration.plcName ?? "", String(epoch)].joined(separator: "\0")
         let digest = Array(SHA256.hash(data: Array(text.utf8)))
         return UInt32(digest[0]) | UInt32(digest[1]) << 8 | UInt32(digest[2]) << 16 | UInt32(digest[3]) << 24
@@ -244,7 +247,7 @@ struct MediumContents {
 
     /// A 16-byte GUID (UEFI byte order, RFC 4122 version 4) for `purpose`: derived from the
     /// plan's inputs under `SOURCE_DATE_EPOCH`, random otherwise.
-    static func guid(_ plan: BootPlan, purpose: String) -> [UInt8] {
+    static func guid(_ plan: ImagePlan, purpose: String) -> [UInt8] {
         var bytes = (0..<4).flatMap { index -> [UInt8] in
             let word = identity(plan, purpose: "\(purpose) \(index)")
             return [UInt8(word & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word >> 16 & 0xFF), UInt8(word >> 24)]
@@ -255,8 +258,8 @@ struct MediumContents {
     }
 
     /// `<PLC_NAME>_<version>` in upper-case letters, digits and `_`, at most `length` characters.
-    static func label(_ plan: BootPlan, length: Int) -> String {
-        let text = "\(plan.configuration.plcName ?? "BOOTCD")_\(plan.tree?.version ?? "")".uppercased()
+    static func label(_ plan: ImagePlan, length: Int) -> String {
+        let text = "\(plan.configuration.plcName ?? "BOOTCD")_\(plan.tree.version)".uppercased()
         return String(text.map { ($0.isASCII && ($0.isLetter || $0.isNumber)) ? $0 : "_" }.prefix(length))
     }
 }

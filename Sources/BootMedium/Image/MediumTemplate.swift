@@ -33,13 +33,13 @@ struct MediumTemplate: Codable, Equatable, Sendable {
     /// string, the slot capacities
     /// and `SOURCE_DATE_EPOCH` (every date and derived serial number). The node, its key, its
     /// options and the console are not in it: they reach the medium through the slots.
-    static func key(_ plan: BootPlan, slots: MediumSlots, inputs: [InputFile], cancellation: CancellationFlag)
+    static func key(_ plan: ImagePlan, slots: MediumSlots, inputs: [InputFile], cancellation: CancellationFlag)
         throws(BootMediumError) -> String
     {
         var lines = [
-            schemaID, "tool \(BootMediumVersion.string)", "type \(plan.imageType?.rawValue ?? "")",
-            "nodefamily \(plan.nodefamily.name)", "tree \(plan.tree?.path ?? "") \(plan.tree?.version ?? "")",
-            "plc \(plan.configuration.plcName ?? "")", "version \(plan.versionString ?? "")",
+            schemaID, "tool \(BootMediumVersion.string)", "type \(plan.type.rawValue)",
+            "nodefamily \(plan.nodefamily.name)", "tree \(plan.tree.path) \(plan.tree.version)",
+            "plc \(plan.configuration.plcName ?? "")", "version \(plan.versionString)",
             "epoch \(plan.clock.sourceDateEpoch.map(String.init) ?? "none")",
             "slots \(slots.names.map { "\($0)=\(slots.capacity($0))" }.joined(separator: " "))",
         ]

@@ -18,16 +18,14 @@ struct Overlay {
     let uncompressedSize: Int64
 
     /// Builds the overlay of `plan` with the node config `nodeConfigText` (node actions).
-    static func build(_ plan: BootPlan, nodeConfigText: String?) throws(BootMediumError) -> Overlay {
+    static func build(_ plan: ImagePlan, nodeConfigText: String?) throws(BootMediumError) -> Overlay {
         let entries = try Self.entries(plan, nodeConfigText: nodeConfigText)
         let archive = try Archive.gzippedNewc(entries, timestamp: plan.clock.now)
         return Overlay(entries: entries, bytes: archive.bytes, uncompressedSize: archive.uncompressedSize)
     }
 
-    static func entries(_ plan: BootPlan, nodeConfigText: String?) throws(BootMediumError) -> [CpioEntry] {
-        guard let tree = plan.tree, let versionString = plan.versionString else {
-            throw BootMediumError(.imageBuildFailed, "An image needs a bootcd tree and PLC_NAME")
-        }
+    static func entries(_ plan: ImagePlan, nodeConfigText: String?) throws(BootMediumError) -> [CpioEntry] {
+        let tree = plan.tree, versionString = plan.versionString
         let config = plan.configuration
         let bootHost = try config.required("PLC_BOOT_HOST")
         guard Self.isHostname(bootHost) else {
@@ -91,13 +89,13 @@ struct Overlay {
     }
 
     /// A file named by a `plc_config` key (a server-absolute path, resolved under the root).
-    static func readServerFile(_ plan: BootPlan, key: String) throws(BootMediumError) -> [UInt8] {
+    static func readServerFile(_ plan: ImagePlan, key: String) throws(BootMediumError) -> [UInt8] {
         let serverPath = try plan.configuration.required(key)
         return try plan.root.open(plan.root.resolve(serverPath), role: .serverFile(key)).readAll()
     }
 
     /// `etc/issue` from `templates/etc-issue.mustache`.
-    static func issue(_ plan: BootPlan, versionString: String) throws(BootMediumError) -> String {
+    static func issue(_ plan: ImagePlan, versionString: String) throws(BootMediumError) -> String {
         let config = plan.configuration
         let host = config["PLC_WWW_HOST"] ?? ""
         let port = config["PLC_WWW_PORT"] ?? "80"
@@ -116,7 +114,7 @@ struct Overlay {
     }
 
     /// The tree's passwd with root's password field replaced by a hash of PLC_ROOT_PASSWORD.
-    static func passwd(_ plan: BootPlan, tree: BootcdTree, versionString: String)
+    static func passwd(_ plan: ImagePlan, tree: BootcdTree, versionString: String)
         throws(BootMediumError) -> [UInt8]
     {
         let data: [UInt8]

@@ -86,8 +86,7 @@ enum TreeFileFacts {
         let path = cacheDirectory + "/" + keyName
         var bytes = readKey(path)
         if bytes == nil {
-            guard (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
-            else { return nil }
+            guard (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)) != nil else { return nil }
             var generator = SystemRandomNumberGenerator()
             let fresh = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
             // Linked into place only when absent, so concurrent first runs agree on one key; a
@@ -147,7 +146,7 @@ enum TreeFileFacts {
         stored[entry] = value + " " + mac(key, entry, value)
         if stored.count > 256 { stored = [entry: stored[entry]!] }
         if let data = try? JSONEncoder().encode(stored),
-            (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)).map({ close($0) }) != nil
+            (try? OutputFile.openCreatingDirectories(cacheDirectory, confinedTo: nil)) != nil
         {
             try? Posix.atomicReplace(cachePath(cacheDirectory), with: data, durable: false)
         }

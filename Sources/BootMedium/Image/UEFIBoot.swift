@@ -56,7 +56,7 @@ struct UEFIBoot {
     /// An EFI system partition image (a FAT volume, sized to fit) holding `files`, for the El
     /// Torito EFI boot entry of an ISO, with the manifest entries of those files; its serial
     /// number derives from the plan's inputs under `SOURCE_DATE_EPOCH`.
-    static func espImage(_ files: [MediumFile], plan: BootPlan, cancellation: CancellationFlag)
+    static func espImage(_ files: [MediumFile], plan: ImagePlan, cancellation: CancellationFlag)
         throws(BootMediumError) -> (bytes: [UInt8], files: [Manifest.File])
     {
         var specs: [FATFileSpec] = []
@@ -73,7 +73,7 @@ struct UEFIBoot {
         }
         let options = FATVolumeOptions(
             label: "EFIBOOT", volumeID: MediumContents.identity(plan, purpose: "esp volume id"), timestamp: plan.clock.now)
-        let volume = try FATVolume.sized(files: specs, syslinux: nil, options: options, freeBytes: 0, leadingSectors: 0)
+        let volume = try FATVolume.sized(files: specs, bootLoader: nil, options: options, freeBytes: 0, leadingSectors: 0)
         let sink = MemorySink()
         let stream = ImageStream(sink: sink, cancellation: cancellation)
         try volume.write(to: stream)

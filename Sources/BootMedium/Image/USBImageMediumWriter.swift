@@ -15,18 +15,12 @@ struct FATMediumLayout: MediumLayout {
         return try paths.map { path throws(BootMediumError) in try tree.file(path, role: .loader) }
     }
 
-    func write(_ contents: [MediumFile], plan: BootPlan, tree: BootcdTree, to sink: any ImageSink, cancellation: CancellationFlag)
+    func write(_ contents: [MediumFile], plan: ImagePlan, to sink: any ImageSink, cancellation: CancellationFlag)
         throws(BootMediumError)
     {
-        var files: [FATFileSpec] = []
-        for file in contents {
-            // Names such as EFI/BOOT/BOOTX64.EFI are paths on the volume.
-            let path = file.name.split(separator: "/").map(String.init)
-            switch file.source {
-            case .bytes(let bytes): files.append(FATFileSpec(path: path, bytes: bytes))
-            case .file(let input): files.append(FATFileSpec(path: path, file: input.reopenPath, size: input.size))
-            }
-        }
+        let tree = plan.tree
+        // Names such as EFI/BOOT/BOOTX64.EFI are paths on the volume.
+        let files = contents.map { FATFileSpec(path: $0.name.split(separator: "/").map(String.init), source: $0.source) }
         let payload = try SyslinuxPayload(
             bootSectorTemplate: MediumContents.read(tree, tree.syslinuxBootSectorPath),
             ldlinuxSys: MediumContents.read(tree, tree.syslinuxLdlinuxSysPath),

@@ -25,30 +25,25 @@ final class ImageBytes {
     let path: String
     let size: Int64
     /// The open image (read only, positioned reads).
-    let fd: Int32
+    private let file: OwnedDescriptor
+    /// The open image's descriptor, while this value lives.
+    var fd: Int32 { file.rawValue }
 
     /// Opens the image at `path`: a regular file or a block device (a USB stick). The open
     /// never blocks, so a FIFO or a character device such as `/dev/zero` is refused at once.
     init(path: String) throws(BootMediumError) {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
-        if fd < 0 { throw .io("open", path: path, errno: errno) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
-            close(fd)
-            throw .io("stat", path: path, errno: code)
-        }
+        let file: OwnedDescriptor
+        let info: stat
+        do { file = try OwnedDescriptor.open(path, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC) } catch { throw .io("open", path: path, errno: error.code) }
+        do { info = try file.status() } catch { throw .io("stat", path: path, errno: error.code) }
         guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
-            close(fd)
             throw BootMediumError(.invalidImage, "\(path) is not a file or a block device", context: ["path": path])
         }
         self.path = path
-        self.fd = fd
+        self.file = file
         // A block device's size is where it ends, not its st_size (0).
-        self.size = (info.st_mode & S_IFMT) == S_IFBLK ? Int64(max(0, lseek(fd, 0, SEEK_END))) : Int64(info.st_size)
+        self.size = (info.st_mode & S_IFMT) == S_IFBLK ? Int64(max(0, lseek(file.rawValue, 0, SEEK_END))) : Int64(info.st_size)
     }
-
-    deinit { close(fd) }
 
     /// `count` bytes at `offset`; out of the image or over ``maximumRead`` is `invalid-image`.
     func read(_ offset: Int64, _ count: Int, what: String) throws(BootMediumError) -> [UInt8] {
@@ -63,11 +58,9 @@ final class ImageBytes {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let fd = self.fd
-            let n = bytes.withUnsafeMutableBytes { raw in
-                Posix.retrying { pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+            let n = try bytes.withMutableBytes { (raw) throws(BootMediumError) in
+                try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[done...]), at: offset + Int64(done), path: path)
             }
-            if n < 0 { throw .io("read", path: path, errno: errno) }
             if n == 0 {
                 throw BootMediumError(.invalidImage, "\(what): the image ends early", context: ["path": path])
             }

@@ -120,7 +120,7 @@ public enum ImageInspector {
         case "cramfs":
             let cramfs = try CramfsReader(image, what: "cramfs image")
             let (summary, nodeConfig, version, entries) = try inspectCramfs(cramfs, path: nil, showSecrets: showSecrets)
-            let files = entries.filter { $0.kind == "file" }.map { InspectionReport.File(path: $0.path, size: $0.size) }
+            let files = entries.filter { $0.kind == .file }.map { InspectionReport.File(path: $0.path, size: $0.size) }
             return InspectionReport(
                 image: .init(path: image.path, size: image.size, type: "cramfs", filesystem: probe.filesystem, partitionTable: probe.partitionTable),
                 volumeID: cramfs.info.volumeName, elTorito: nil, partitions: partitions, syslinux: nil, efiLoader: false, files: files,
@@ -249,7 +249,7 @@ public enum ImageInspector {
     {
         let entries = try reader.walk(verifyData: true)
         func small(_ name: String) throws(BootMediumError) -> String? {
-            guard let entry = entries.first(where: { $0.path == name && $0.kind == "file" }), entry.size <= 1 << 20 else { return nil }
+            guard let entry = entries.first(where: { $0.path == name && $0.kind == .file }), entry.size <= 1 << 20 else { return nil }
             return String(decoding: try reader.read(name), as: UTF8.self)
         }
         var readOnly = false
@@ -258,13 +258,13 @@ public enum ImageInspector {
                 if let process = line.split(whereSeparator: { $0 == ":" || $0 == " " }).first(where: { $0.contains("pl_rsysinit") }) {
                     // The script may sit behind a link (etc/init.d -> rc.d/init.d): accept it by name.
                     let name = process.split(separator: "/").last.map(String.init) ?? ""
-                    readOnly = readOnly || entries.contains { $0.kind == "file" && $0.path.hasSuffix("/" + name) }
+                    readOnly = readOnly || entries.contains { $0.kind == .file && $0.path.hasSuffix("/" + name) }
                 }
             }
         }
         let summary = InspectionReport.CramfsRoot(
             path: path, volumeName: reader.info.volumeName, size: reader.info.size, crcOK: reader.info.crcOK,
-            inodes: entries.count, files: entries.filter { $0.kind == "file" }.count, readOnlyRoot: readOnly)
+            inodes: entries.count, files: entries.filter { $0.kind == .file }.count, readOnlyRoot: readOnly)
         let nodeConfig = try small("/usr/boot/plnode.txt").map { ParsedNodeConfig(text: $0, showSecrets: showSecrets) }
         let version = try small("/pl_version")?.trimmingCharacters(in: .whitespacesAndNewlines)
         return (summary, nodeConfig, version, entries)

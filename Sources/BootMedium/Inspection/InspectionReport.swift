@@ -79,11 +79,17 @@ public struct InspectionReport: Codable, Equatable, Sendable {
         public var path: String
         public var size: Int64
     }
+    /// What an archive entry is.
+    public enum EntryKind: String, Codable, Equatable, Sendable {
+        case file, directory, symlink
+        /// A device, FIFO or socket.
+        case special
+    }
     /// A file of the overlay archive.
     public struct OverlayFile: Codable, Equatable, Sendable {
         public var path: String
         public var mode: String
-        public var kind: String
+        public var kind: EntryKind
         public var size: Int64
         public var sha256: String?
     }
@@ -181,7 +187,7 @@ public struct InspectionReport: Codable, Equatable, Sendable {
             lines.append("grub      \(grub.path): root by /\(grub.rootMarker ?? "-")\(serial)")
             lines.append("          kernel \(grub.kernel ?? "-"), initrd \(grub.initrds.joined(separator: " ")), append \(grub.arguments.joined(separator: " "))")
         }
-        if let overlay { lines.append("overlay   \(overlay.filter { $0.kind == "file" }.count) files") }
+        if let overlay { lines.append("overlay   \(overlay.filter { $0.kind == .file }.count) files") }
         if let cramfs {
             lines.append(
                 "cramfs    \(cramfs.path ?? "the image") (\(cramfs.volumeName)): \(cramfs.inodes) inodes, \(cramfs.files) files, CRC \(cramfs.crcOK ? "ok" : "BAD")\(cramfs.readOnlyRoot ? ", read-only root via pl_rsysinit" : "")")

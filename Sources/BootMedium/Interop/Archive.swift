@@ -186,7 +186,7 @@ enum Archive {
     struct ReadEntry: Equatable, Sendable {
         var path: String
         var mode: UInt32
-        var kind: String
+        var kind: InspectionReport.EntryKind
         var size: Int64
         var contents: [UInt8]?
     }
@@ -217,9 +217,9 @@ enum Archive {
             let text = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
             return BootMediumError(.invalidImage, "Archive \(what): \(text)")
         }
-        let result: Result<[ReadEntry], BootMediumError> = bytes.withUnsafeBytes { raw in
+        return try bytes.withBytes { (raw) throws(BootMediumError) -> [ReadEntry] in
             guard archive_read_open_memory(archive, raw.baseAddress, raw.count) == ARCHIVE_OK else {
-                return .failure(fail("open"))
+                throw fail("open")
             }
             var entries: [ReadEntry] = []
             var total: Int64 = 0
@@ -231,25 +231,26 @@ enum Archive {
                 let status = archive_read_next_header(archive, &entry)
                 if status == ARCHIVE_EOF { break }
                 guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
-                    return .failure(fail("header"))
+                    throw fail("header")
                 }
                 guard entries.count < limits.maximumEntries else {
-                    return .failure(BootMediumError(.invalidImage, "Archive has more than \(limits.maximumEntries) entries"))
+                    throw BootMediumError(.invalidImage, "Archive has more than \(limits.maximumEntries) entries")
                 }
                 let path = archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
                 let mode = UInt32(archive_entry_mode(entry))
                 let type = mode & 0o170000
-                let kind = type == 0o040000 ? "directory" : type == 0o120000 ? "symlink" : type == 0o100000 ? "file" : "special"
-                var kept: [UInt8]? = kind == "file" ? [] : nil
+                let kind: InspectionReport.EntryKind =
+                    type == 0o040000 ? .directory : type == 0o120000 ? .symlink : type == 0o100000 ? .file : .special
+                var kept: [UInt8]? = kind == .file ? [] : nil
                 var size: Int64 = 0
                 while true {
                     let n = buffer.withUnsafeMutableBytes { archive_read_data(archive, $0.baseAddress, chunk) }
-                    if n < 0 { return .failure(fail("data of \(path)")) }
+                    if n < 0 { throw fail("data of \(path)") }
                     if n == 0 { break }
                     size += Int64(n)
                     total += Int64(n)
                     guard total <= limits.maximumTotalBytes else {
-                        return .failure(BootMediumError(.invalidImage, "Archive expands past \(limits.maximumTotalBytes) bytes"))
+                        throw BootMediumError(.invalidImage, "Archive expands past \(limits.maximumTotalBytes) bytes")
                     }
                     if kept != nil {
                         if size <= Int64(limits.maximumKeptFileBytes) && keptTotal + n <= limits.maximumKeptTotalBytes {
@@ -263,9 +264,8 @@ enum Archive {
                 }
                 entries.append(ReadEntry(path: path, mode: mode, kind: kind, size: size, contents: kept))
             }
-            return .success(entries)
+            return entries
         }
-        return try result.get()
     }
 
     /// libarchive's cpio reader asks for a newc header's whole name (its size is 8 hex digits:
@@ -284,19 +284,13 @@ enum Archive {
             throw BootMediumError(.invalidImage, "libarchive: cannot create a reader")
         }
         defer { archive_read_free(archive) }
-        let outcome: Result<Void, BootMediumError> = bytes.withUnsafeBytes { raw in
-            do throws(BootMediumError) {
-                var entry: OpaquePointer?
-                guard archive_read_open_memory(archive, raw.baseAddress, raw.count) == ARCHIVE_OK,
-                    archive_read_next_header(archive, &entry) == ARCHIVE_OK
-                else { throw RawStream.failure(archive, "open") }
-                try walkNewcHeaders(RawStream(archive), limits: limits)
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
+        try bytes.withBytes { (raw) throws(BootMediumError) in
+            var entry: OpaquePointer?
+            guard archive_read_open_memory(archive, raw.baseAddress, raw.count) == ARCHIVE_OK,
+                archive_read_next_header(archive, &entry) == ARCHIVE_OK
+            else { throw RawStream.failure(archive, "open") }
+            try walkNewcHeaders(RawStream(archive), limits: limits)
         }
-        try outcome.get()
     }
 
     private static func walkNewcHeaders(_ stream: RawStream, limits: ReadLimits) throws(BootMediumError) {

@@ -146,16 +146,14 @@ enum Cramfs {
                         }, opaque,
                         { ctx, offset, buffer, length in
                             let context = Unmanaged<WriteContext>.fromOpaque(ctx!).takeUnretainedValue()
-                            var done = 0
-                            while done < length {
-                                let n = Posix.retrying { pwrite(context.fd, buffer! + done, length - done, off_t(offset) + off_t(done)) }
-                                if n <= 0 {
-                                    context.error = .io("write", path: context.path, errno: n < 0 ? errno : EIO)
-                                    return 1
-                                }
-                                done += n
+                            do throws(BootMediumError) {
+                                try Posix.writeAll(
+                                    context.fd, UnsafeRawBufferPointer(start: buffer, count: length), at: Int64(offset), path: context.path)
+                                return 0
+                            } catch {
+                                context.error = error
+                                return 1
                             }
-                            return 0
                         }, opaque, &result, &message, message.count)
                 }
             }
@@ -189,16 +187,22 @@ final class CramfsReader {
         var size: Int64
         var deviceMajor: UInt32
         var deviceMinor: UInt32
-        var kind: String {
+        /// What an inode is, by its mode's type bits.
+        enum Kind: String {
+            case directory, file, symlink, fifo, socket, unknown
+            case characterDevice = "character-device"
+            case blockDevice = "block-device"
+        }
+        var kind: Kind {
             switch mode & 0o170000 {
-            case 0o040000: "directory"
-            case 0o100000: "file"
-            case 0o120000: "symlink"
-            case 0o020000: "character-device"
-            case 0o060000: "block-device"
-            case 0o010000: "fifo"
-            case 0o140000: "socket"
-            default: "unknown"
+            case 0o040000: .directory
+            case 0o100000: .file
+            case 0o120000: .symlink
+            case 0o020000: .characterDevice
+            case 0o060000: .blockDevice
+            case 0o010000: .fifo
+            case 0o140000: .socket
+            default: .unknown
             }
         }
     }

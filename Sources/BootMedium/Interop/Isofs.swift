@@ -5,17 +5,10 @@ import Synchronization
 
 /// One file at the root of an ISO image.
 struct ISOFile: Sendable {
-    /// Where a file's bytes come from.
-    enum Source: Sendable {
-        /// A file on disk, read while the image is written (through its ``InputFile/reopenPath``).
-        case file(InputFile)
-        /// Bytes in memory.
-        case bytes([UInt8])
-    }
     /// The name in the root directory.
     let name: String
-    /// The content.
-    let source: Source
+    /// The content (a file on disk is read through its ``InputFile/reopenPath``).
+    let source: FileBytes
 }
 
 /// Everything libisofs needs to write one ISO image.
@@ -81,10 +74,10 @@ enum Isofs {
 
     /// Runs `body` holding ``lock``, libisofs initialized and its message queue drained.
     private static func locked<T>(_ body: () throws(BootMediumError) -> T) throws(BootMediumError) -> T {
-        let result: Result<T, BootMediumError> = lock.withLock { initialized in
+        try lock.withLock { (initialized) throws(BootMediumError) -> T in
             if !initialized {
                 guard iso_init() >= 0 else {
-                    return .failure(BootMediumError(.imageBuildFailed, "libisofs failed to initialize"))
+                    throw BootMediumError(.imageBuildFailed, "libisofs failed to initialize")
                 }
                 var queue = Array("MISHAP".utf8CString)
                 var print = Array("NEVER".utf8CString)
@@ -95,13 +88,8 @@ enum Isofs {
                 initialized = true
             }
             _ = drainMessages()  // whatever an earlier build left
-            do throws(BootMediumError) {
-                return .success(try body())
-            } catch {
-                return .failure(error)
-            }
+            return try body()
         }
-        return try result.get()
     }
 
     private static func failure(_ what: String, _ code: Int32) -> BootMediumError {
@@ -282,13 +270,12 @@ enum Isofs {
             try check(iso_write_opts_set_system_area(opts, &area, options, 0), "isohybrid MBR")
         }
         // libisofs reads an appended partition from a path: the ESP's bytes in a memory file.
-        var espFile: Int32 = -1
-        defer { if espFile >= 0 { close(espFile) } }
+        var espFile: OwnedDescriptor?
         if let esp = layout.espImage {
-            espFile = bootmedium_memfd("bootmedium-esp")
-            if espFile < 0 { throw .io("create", path: "the ESP image", errno: errno) }
-            try Posix.writeAll(espFile, esp, path: "the ESP image")
-            var path = Array("/proc/self/fd/\(espFile)".utf8CString)
+            let file = OwnedDescriptor(adopting: try Posix.syscall("create", path: "the ESP image") { bootmedium_memfd("bootmedium-esp") })
+            espFile = file
+            try Posix.writeAll(file.rawValue, esp, path: "the ESP image")
+            var path = Array("/proc/self/fd/\(file.rawValue)".utf8CString)
             try check(iso_write_opts_set_partition_img(opts, 2, 0xEF, &path, 0), "ESP partition")
             try check(iso_write_opts_set_appended_as_gpt(opts, 1), "ESP in the GPT")
             // The ISO as partition 1 from 32 KiB on: after the GPT's header and entries.
@@ -309,7 +296,8 @@ enum Isofs {
             source.pointee.free_data?(source)
             free(source)
         }
-        return try body(source, streams)
+        // libisofs reads the ESP through its path while the image is produced.
+        return try withExtendedLifetime(espFile) { () throws(BootMediumError) in try body(source, streams) }
     }
 
     /// Reads the whole image out of libisofs's burn source into `sink`; returns its size.

@@ -12,7 +12,8 @@ final class IsofsFileStream {
     let size: off_t
     let device: dev_t
     let inode: ino_t
-    private var fd: Int32 = -1
+    /// The file while libisofs has the stream open.
+    private var file: OwnedDescriptor?
     /// Why the stream failed, in our words (libisofs reports only "read error").
     private(set) var failure: BootMediumError?
     private var buffer: [UInt8] = []  // 1 MiB once a file is streamed
@@ -33,7 +34,7 @@ final class IsofsFileStream {
         -> (stream: UnsafeMutablePointer<IsoStream>, object: IsofsFileStream)
     {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
+        try Posix.syscall("stat", path: path) { stat(path, &info) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw BootMediumError(.missingBootcd, "\(path) is not a regular file", context: ["path": path])
         }
@@ -54,8 +55,8 @@ final class IsofsFileStream {
         var iface = IsoStreamIface()
         iface.version = 0
         iface.type = (0x66, 0x69, 0x6C, 0x65)  // "file"
-        iface.open = { stream in IsofsFileStream.object(stream).open() }
-        iface.close = { stream in IsofsFileStream.object(stream).close() }
+        iface.open = { stream in IsofsFileStream.object(stream).openFile() }
+        iface.close = { stream in IsofsFileStream.object(stream).closeFile() }
         iface.get_size = { stream in IsofsFileStream.object(stream).size }
         iface.read = { stream, buf, count in IsofsFileStream.object(stream).read(buf!, count) }
         iface.is_repeatable = { _ in 1 }
@@ -67,7 +68,7 @@ final class IsofsFileStream {
         }
         iface.free = { stream in
             let object = Unmanaged<IsofsFileStream>.fromOpaque(stream!.pointee.data)
-            _ = object.takeUnretainedValue().close()
+            _ = object.takeUnretainedValue().closeFile()
             object.release()
         }
         return iface
@@ -75,8 +76,8 @@ final class IsofsFileStream {
 
     private static let readError = Int32(bitPattern: 0xE830_FF79)  // ISO_FILE_READ_ERROR
 
-    private func open() -> Int32 {
-        if fd >= 0 { return Int32(bitPattern: 0xE830_FF7D) }  // ISO_FILE_ALREADY_OPENED
+    private func openFile() -> Int32 {
+        if file != nil { return Int32(bitPattern: 0xE830_FF7D) }  // ISO_FILE_ALREADY_OPENED
         start = 0
         end = 0
         delivered = 0
@@ -84,9 +85,14 @@ final class IsofsFileStream {
         FileCopy.beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }?(0)  // tests: change the source
         #endif
         if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: 1 << 20) }
-        fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        var info = stat()
-        if fd < 0 || fstat(fd, &info) != 0 { return fail(.io("open", path: path, errno: errno)) }
+        let info: stat
+        do {
+            let opened = try OwnedDescriptor.open(path, flags: O_RDONLY | O_CLOEXEC)
+            info = try opened.status()
+            file = opened
+        } catch {
+            return fail(.io("open", path: path, errno: error.code))
+        }
         if info.st_size != size { return fail(FileCopy.changedSize(path, expected: Int64(size), actual: Int64(info.st_size))) }
         return 1
     }
@@ -97,14 +103,13 @@ final class IsofsFileStream {
         return Self.readError
     }
 
-    private func close() -> Int32 {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
+    private func closeFile() -> Int32 {
+        file = nil
         return 1
     }
 
     private func read(_ destination: UnsafeMutableRawPointer, _ count: Int) -> Int32 {
-        guard fd >= 0 else { return Int32(bitPattern: 0xE830_FF7C) }  // ISO_FILE_NOT_OPENED
+        guard let file else { return Int32(bitPattern: 0xE830_FF7C) }  // ISO_FILE_NOT_OPENED
         var copied = 0
         while copied < count {
             if start == end {
@@ -112,9 +117,13 @@ final class IsofsFileStream {
                 #if BOOTMEDIUM_TEST_SEAMS
                 FileCopy.beforePiece.withLock { $0.isEmpty ? nil : $0[InputFile.shown(path)] }?(Int64(delivered) + Int64(copied))
                 #endif
-                let descriptor = fd
-                let n = buffer.withUnsafeMutableBytes { raw in Posix.retrying { Glibc.read(descriptor, raw.baseAddress!, raw.count) } }
-                if n < 0 { return fail(.io("read", path: path, errno: errno)) }
+                let descriptor = file.rawValue
+                let n: Int
+                do {
+                    n = try buffer.withMutableBytes { (raw) throws(Errno) in try Posix.syscall { Glibc.read(descriptor, raw.baseAddress!, raw.count) } }
+                } catch {
+                    return fail(.io("read", path: path, errno: error.code))
+                }
                 if n == 0 { return fail(FileCopy.endedEarly(path, expected: Int64(size), read: Int64(delivered) + Int64(copied))) }
                 start = 0
                 end = n

@@ -48,8 +48,8 @@ public struct JSONNodeStore: NodeSource {
     private static let parsed = Mutex<[String: (identity: FileIdentity, document: Document)]>([:])
 
     private func load() throws(BootMediumError) -> Document {
-        let fd = try openStore { _ in cannotRead() }
-        defer { close(fd) }
+        let store = try openStore { _ in cannotRead() }
+        let fd = store.rawValue
         let identity = try FileIdentity(fd: fd, path: path)
         if let known = cached(identity) { return known }
         let document = try validate(try contents(fd))
@@ -119,8 +119,9 @@ public struct JSONNodeStore: NodeSource {
     }
 
     public func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
-        let fd = try lockStore()
-        defer { close(fd) }  // closing releases the flock
+        let store = try lockStore()
+        defer { withExtendedLifetime(store) {} }  // held to the end: closing it releases the flock
+        let fd = store.rawValue
         let identity = try FileIdentity(fd: fd, path: path)
         let bytes = try contents(fd)  // the locked file: lockStore checked it is the one at `path`
         // The checks of a lookup, unless this very version passed them (the patch's own pass
@@ -169,21 +170,20 @@ public struct JSONNodeStore: NodeSource {
     /// Opens the store without blocking (a FIFO would wait for a writer) and refuses anything
     /// but a regular file (`/dev/zero` never ends, a FIFO may never speak).
     /// `failure` makes the error of a failed `open` or `fstat` from its `errno`.
-    private func openStore(failure: (Int32) -> BootMediumError) throws(BootMediumError) -> Int32 {
-        let fd = Posix.retrying { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
-        guard fd >= 0 else { throw failure(errno) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
-            close(fd)
-            throw failure(code)
+    private func openStore(failure: (Int32) -> BootMediumError) throws(BootMediumError) -> OwnedDescriptor {
+        let store: OwnedDescriptor
+        let info: stat
+        do {
+            store = try OwnedDescriptor.open(path, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            info = try store.status()
+        } catch {
+            throw failure(error.code)
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
-            close(fd)
             throw BootMediumError(
                 .invalidNodeStore, "The node store \(path) is not a regular file", context: ["path": path])
         }
-        return fd
+        return store
     }
 
     /// The whole store, read through `fd` by `read` calls up to ``maximumSize`` + 1 bytes: the
@@ -200,10 +200,14 @@ public struct JSONNodeStore: NodeSource {
                 guard count <= limit else { throw tooLarge() }
                 bytes += repeatElement(0, count: min(max(count, 1 << 16), limit + 1 - count))
             }
-            let n = bytes.withUnsafeMutableBytes { buffer in
-                Posix.retrying { read(fd, buffer.baseAddress! + count, buffer.count - count) }
+            let n: Int
+            do {
+                n = try bytes.withMutableBytes { (buffer) throws(Errno) in
+                    try Posix.syscall { read(fd, buffer.baseAddress! + count, buffer.count - count) }
+                }
+            } catch {
+                throw cannotRead()
             }
-            if n < 0 { throw cannotRead() }
             if n == 0 { break }
             count += n
         }
@@ -222,22 +226,17 @@ public struct JSONNodeStore: NodeSource {
     }
 
     /// Takes an exclusive flock on the store file, retrying if the file was replaced meanwhile.
-    private func lockStore() throws(BootMediumError) -> Int32 {
+    private func lockStore() throws(BootMediumError) -> OwnedDescriptor {
         while true {
-            let fd = try openStore { code in .io("open", path: path, errno: code) }
-            if Posix.retrying({ flock(fd, LOCK_EX) }) != 0 {
-                let code = errno
-                close(fd)
-                throw .io("lock", path: path, errno: code)
-            }
-            var held = stat()
+            let store = try openStore { code in .io("open", path: path, errno: code) }
+            try Posix.syscall("lock", path: path) { flock(store.rawValue, LOCK_EX) }
             var current = stat()
-            if fstat(fd, &held) == 0, stat(path, &current) == 0, held.st_ino == current.st_ino,
+            if let held = try? store.status(), stat(path, &current) == 0, held.st_ino == current.st_ino,
                 held.st_dev == current.st_dev
             {
-                return fd
+                return store
             }
-            close(fd)  // replaced while we waited: lock the new file
+            // Replaced while we waited: lock the new file (this one is closed with `store`).
         }
     }
 }

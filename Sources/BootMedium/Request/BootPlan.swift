@@ -56,6 +56,9 @@ public struct BootPlan: Sendable {
     /// The serial console, if any.
     public var console: SerialConsole? { kernelCommandLine.console }
 
+    /// The plan as the image writers see it, for image actions (nil for text actions).
+    public var image: ImagePlan? { ImagePlan(self) }
+
     /// `<PLC_NAME> BootCD <version>`, for image actions.
     public var versionString: String? {
         guard let tree, let name = configuration.plcName else { return nil }
@@ -68,4 +71,31 @@ public struct BootPlan: Sendable {
         guard let tree, let imageType, let name = configuration.plcName else { return nil }
         return "\(name)-BootCD-\(tree.version)\(console?.nameSuffix ?? "")\(imageType.nameEnding)"
     }
+}
+
+/// The plan of an image action as the image writers see it: every field of its ``BootPlan``
+/// (by member lookup), with the image type, the bootcd tree and the version string, which an
+/// image action always has (the ``Planner`` refuses one without them), not optional.
+@dynamicMemberLookup
+public struct ImagePlan: Sendable {
+    /// The whole plan.
+    public let plan: BootPlan
+    /// The image layout.
+    public let type: ImageType
+    /// The bootcd tree the image is made from.
+    public let tree: BootcdTree
+    /// `<PLC_NAME> BootCD <version>`.
+    public let versionString: String
+
+    /// The image part of `plan`; nil for a text action.
+    init?(_ plan: BootPlan) {
+        guard let type = plan.imageType, let tree = plan.tree, let versionString = plan.versionString else { return nil }
+        self.plan = plan
+        self.type = type
+        self.tree = tree
+        self.versionString = versionString
+    }
+
+    /// The plan's other fields.
+    public subscript<Value>(dynamicMember field: KeyPath<BootPlan, Value>) -> Value { plan[keyPath: field] }
 }

@@ -31,14 +31,14 @@ struct FileIdentity: Hashable, Sendable, CustomStringConvertible {
     /// The identity of the file at `path` (following symlinks).
     init(path: String) throws(BootMediumError) {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
+        try Posix.syscall("stat", path: path) { stat(path, &info) }
         self.init(info)
     }
 
     /// The identity of the open file `fd`.
     init(fd: Int32, path: String) throws(BootMediumError) {
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .io("stat", path: path, errno: errno) }
+        try Posix.syscall("stat", path: path) { fstat(fd, &info) }
         self.init(info)
     }
 

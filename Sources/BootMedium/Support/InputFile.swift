@@ -54,6 +54,11 @@ public struct InputRole: Sendable {
     public static let serverConfig = InputRole(what: "the server configuration", limit: 1 << 20) { path in
         BootMediumError(.invalidConfiguration, "Cannot read the server configuration \(path)", context: ["path": path])
     }
+    /// A file a caller of the FAT writer names (``FATFileSpec/file(path:contentsOf:)``): no cap
+    /// here, the FAT layout itself refuses a file of 4 GiB or more.
+    static let volumeFile = InputRole(what: "a file for a FAT volume", limit: .max) { path in
+        .io("open", path: path, errno: ENOENT)
+    }
     /// A medium template of the work dir's cache: 64 GiB (a bootcd of 4 GiB, several times).
     static let template = InputRole(what: "a medium template", limit: 64 << 30) { path in
         BootMediumError(.io, "No medium template at \(path)", context: ["path": path])
@@ -75,8 +80,10 @@ public struct InputRole: Sendable {
 public final class InputFile: @unchecked Sendable {
     /// The path people know the file by (absolute, as given).
     public let path: String
-    /// The open descriptor (read only; positioned reads only, so users never share an offset).
-    let descriptor: Int32
+    /// The open file (read only; positioned reads only, so users never share an offset).
+    private let file: OwnedDescriptor
+    /// The open descriptor, while this input lives.
+    var descriptor: Int32 { file.rawValue }
     /// The file's identity when it was opened.
     let identity: FileIdentity
     /// The file's size when it was opened.
@@ -84,16 +91,15 @@ public final class InputFile: @unchecked Sendable {
     /// A path that opens this very file again (`/proc/self/fd/N`), for libraries that take names.
     var reopenPath: String { "/proc/self/fd/\(descriptor)" }
 
-    private init(path: String, descriptor: Int32, identity: FileIdentity) {
+    private init(path: String, file: OwnedDescriptor, identity: FileIdentity) {
         self.path = path
-        self.descriptor = descriptor
+        self.file = file
         self.identity = identity
-        Self.names.withLock { $0[descriptor] = path }
+        Self.names.withLock { $0[file.rawValue] = path }
     }
 
     deinit {
-        Self.names.withLock { _ = $0.removeValue(forKey: descriptor) }
-        close(descriptor)
+        Self.names.withLock { _ = $0.removeValue(forKey: file.rawValue) }
     }
 
     /// The paths of the open input files by descriptor, so that messages about a
@@ -107,17 +113,13 @@ public final class InputFile: @unchecked Sendable {
     }
 
     /// Wraps a file bootmedium made itself (the cramfs scratch file), known by `path`, as an
-    /// input: `fd` is duplicated, so the input owns its own descriptor.
-    convenience init(made fd: Int32, path: String) throws(BootMediumError) {
-        let own = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        if own < 0 { throw .io("duplicate the descriptor of", path: path, errno: errno) }
-        var info = stat()
-        guard fstat(own, &info) == 0 else {
-            let code = errno
-            close(own)
-            throw .io("stat", path: path, errno: code)
-        }
-        self.init(path: path, descriptor: own, identity: FileIdentity(info))
+    /// input: `made` is duplicated, so the input owns its own descriptor.
+    convenience init(made: OwnedDescriptor, path: String) throws(BootMediumError) {
+        let own: OwnedDescriptor
+        let info: stat
+        do { own = try made.duplicate() } catch { throw .io("duplicate the descriptor of", path: path, errno: error.code) }
+        do { info = try own.status() } catch { throw .io("stat", path: path, errno: error.code) }
+        self.init(path: path, file: own, identity: FileIdentity(info))
     }
 
     /// Opens `path`, which must lie inside the PLC root `root` (absolute, no trailing slash;
@@ -125,77 +127,97 @@ public final class InputFile: @unchecked Sendable {
     public static func open(_ path: String, inRoot root: String, role: InputRole) throws(BootMediumError)
         -> InputFile
     {
-        let fd = try openBeneath(path, inRoot: root, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        if fd < 0 { throw failure(-fd, path: path, role: role) }
-        return try checked(fd, path: path, role: role)
+        let file: OwnedDescriptor
+        do {
+            file = try openBeneath(path, inRoot: root, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        } catch {
+            switch error {
+            case .opening(let code): throw failure(code, path: path, role: role)
+            case .checking(let meant): throw meant
+            }
+        }
+        return try checked(file, path: path, role: role)
     }
 
     /// Whether `path` (inside the PLC root `root`) is a directory, resolved like ``open(_:inRoot:role:)``.
     public static func isDirectory(_ path: String, inRoot root: String) throws(BootMediumError) -> Bool {
-        let fd = try openBeneath(path, inRoot: root, flags: bootmedium_o_path | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            close(fd)
+        do {
+            _ = try openBeneath(path, inRoot: root, flags: bootmedium_o_path | O_DIRECTORY | O_CLOEXEC)
             return true
+        } catch {
+            switch error {
+            case .opening(let code) where code.code == ENOENT || code.code == ENOTDIR: return false
+            case .opening(let code): throw .io("open directory", path: path, errno: code.code)
+            case .checking(let meant): throw meant
+            }
         }
-        if -fd == ENOENT || -fd == ENOTDIR { return false }
-        throw .io("open directory", path: path, errno: -fd)
     }
 
-    /// `openat2(root, path relative to it, flags, RESOLVE_BENEATH)`: a descriptor, or minus the
-    /// errno; an escape from the root is thrown as `outside-root`.
-    private static func openBeneath(_ path: String, inRoot root: String, flags: Int32) throws(BootMediumError) -> Int32 {
+    /// Why ``openBeneath(_:inRoot:flags:)`` failed: the open's errno (whose meaning depends on
+    /// the file's role), or an error already given its meaning.
+    private enum OpenFailure: Error {
+        case opening(Errno)
+        case checking(BootMediumError)
+    }
+
+    /// `openat2(root, path relative to it, flags, RESOLVE_BENEATH)`; an escape from the root is
+    /// `outside-root`.
+    private static func openBeneath(_ path: String, inRoot root: String, flags: Int32) throws(OpenFailure) -> OwnedDescriptor {
         let relative: String
         if root.isEmpty {
             relative = String(path.drop { $0 == "/" })
         } else if path.hasPrefix(root + "/") {
             relative = String(path.dropFirst(root.count).drop { $0 == "/" })
         } else {
-            throw outside(path, root: root)
+            throw .checking(outside(path, root: root))
         }
-        let rootFD = Posix.retrying { Glibc.open(root.isEmpty ? "/" : root, bootmedium_o_path | O_DIRECTORY | O_CLOEXEC) }
-        if rootFD < 0 { throw .io("open the PLC root", path: root.isEmpty ? "/" : root, errno: errno) }
-        defer { close(rootFD) }
+        let rootDirectory: OwnedDescriptor
+        do {
+            rootDirectory = try OwnedDescriptor.open(root.isEmpty ? "/" : root, flags: bootmedium_o_path | O_DIRECTORY | O_CLOEXEC)
+        } catch {
+            throw .checking(.io("open the PLC root", path: root.isEmpty ? "/" : root, errno: error.code))
+        }
         // Under `/` every path is inside: absolute links there are the server's own.
         let resolve = root.isEmpty
             ? bootmedium_resolve_no_magiclinks : bootmedium_resolve_beneath | bootmedium_resolve_no_magiclinks
-        let fd = Posix.retrying {
-            bootmedium_openat2(rootFD, relative.isEmpty ? "." : relative, UInt64(flags), 0, resolve)
+        do {
+            return OwnedDescriptor(adopting: try Posix.syscall {
+                bootmedium_openat2(rootDirectory.rawValue, relative.isEmpty ? "." : relative, UInt64(flags), 0, resolve)
+            })
+        } catch where error.code == EXDEV {
+            throw .checking(outside(path, root: root))
+        } catch {
+            throw .opening(error)
         }
-        if fd >= 0 { return fd }
-        let code = errno
-        if code == EXDEV { throw outside(path, root: root) }
-        return -code
     }
 
     /// Opens `path` as given (an operator's explicit choice, such as `--nodes FILE`), with the
     /// same type and size checks.
     public static func open(_ path: String, role: InputRole) throws(BootMediumError) -> InputFile {
-        let fd = Posix.retrying { Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
-        if fd < 0 { throw failure(errno, path: path, role: role) }
-        return try checked(fd, path: path, role: role)
+        let file: OwnedDescriptor
+        do {
+            file = try OwnedDescriptor.open(path, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        } catch {
+            throw failure(error, path: path, role: role)
+        }
+        return try checked(file, path: path, role: role)
     }
 
-    private static func checked(_ fd: Int32, path: String, role: InputRole) throws(BootMediumError) -> InputFile {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
-            close(fd)
-            throw .io("stat", path: path, errno: code)
-        }
+    private static func checked(_ file: OwnedDescriptor, path: String, role: InputRole) throws(BootMediumError) -> InputFile {
+        let info: stat
+        do { info = try file.status() } catch { throw .io("stat", path: path, errno: error.code) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
             throw BootMediumError(
                 .invalidInput, "\(path) (\(role.what)) is \(kind(info.st_mode)), not a regular file",
                 context: ["path": path])
         }
         guard Int64(info.st_size) <= role.limit else {
-            close(fd)
             throw BootMediumError(
                 .invalidInput,
                 "\(path) (\(role.what)) has \(info.st_size) bytes, more than the \(role.limit) it may have",
                 context: ["path": path, "size": String(info.st_size), "limit": String(role.limit)])
         }
-        return InputFile(path: path, descriptor: fd, identity: FileIdentity(info))
+        return InputFile(path: path, file: file, identity: FileIdentity(info))
     }
 
     private static func outside(_ path: String, root: String) -> BootMediumError {
@@ -205,9 +227,9 @@ public final class InputFile: @unchecked Sendable {
             context: ["path": path, "root": root])
     }
 
-    private static func failure(_ code: Int32, path: String, role: InputRole) -> BootMediumError {
-        if code == ENOENT || code == ENOTDIR { return role.missing(path) }
-        return .io("open", path: path, errno: code)
+    private static func failure(_ error: Errno, path: String, role: InputRole) -> BootMediumError {
+        if error.code == ENOENT || error.code == ENOTDIR { return role.missing(path) }
+        return .io("open", path: path, errno: error.code)
     }
 
     private static func kind(_ mode: mode_t) -> String {
@@ -226,9 +248,7 @@ public final class InputFile: @unchecked Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(BootMediumError) -> Int {
         let want = Int(max(0, min(Int64(buffer.count), size - offset)))
         if want == 0 { return 0 }
-        let n = Posix.retrying { pread(descriptor, buffer.baseAddress!, want, off_t(offset)) }
-        if n < 0 { throw .io("read", path: path, errno: errno) }
-        return n
+        return try Posix.read(descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), at: offset, path: path)
     }
 
     /// Up to `count` bytes at `offset` (fewer at the measured end).
@@ -236,12 +256,9 @@ public final class InputFile: @unchecked Sendable {
         var bytes = [UInt8](repeating: 0, count: Int(max(0, min(Int64(count), size - offset))))
         var done = 0
         while done < bytes.count {
-            let result: Result<Int, BootMediumError> = bytes.withUnsafeMutableBytes { raw in
-                do throws(BootMediumError) {
-                    return .success(try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[done...]), at: offset + Int64(done)))
-                } catch { return .failure(error) }
+            let n = try bytes.withMutableBytes { (raw) throws(BootMediumError) in
+                try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[done...]), at: offset + Int64(done))
             }
-            let n = try result.get()
             if n == 0 { break }
             done += n
         }

@@ -7,18 +7,36 @@ import CLinux
 import Foundation
 import Synchronization
 
-/// Thin wrappers that turn C return codes into ``BootMediumError`` (`EINTR` retried, `errno`
-/// read right after the failing call). Not the only place `errno` is read: the delivery
-/// (`OutputFile`, `Sinks`, `NodeLock`), the input readers (`InputFile`, `FileIdentity`,
-/// `JSONNodeStore`, `ImageBytes`), the cramfs scratch file and a few Interop calls read it
-/// themselves, each right after its own call, into ``BootMediumError/io(_:path:errno:)``.
+/// The `errno` of a failed system call, before it is given a meaning (most become
+/// ``BootMediumError/io(_:path:errno:)``; some, such as `EEXIST` or `EXDEV`, are answers).
+struct Errno: Error, Equatable, Sendable {
+    let code: Int32
+}
+
+/// The system calls bootmedium makes, and the one place their failures are read: ``syscall(_:)``
+/// retries `EINTR` and reads `errno` right after the failing call (``Errno``), and
+/// ``syscall(_:path:_:)`` turns it into an `io` error. Descriptors are owned by
+/// ``OwnedDescriptor``.
 enum Posix {
-    /// Retries `body` while it fails with `EINTR`.
-    static func retrying<T: BinaryInteger>(_ body: () -> T) -> T {
+    /// Calls `body`, a system call that returns -1 and sets `errno` when it fails, again while
+    /// it fails with `EINTR`; its other failures throw their ``Errno``.
+    @discardableResult
+    static func syscall<T: BinaryInteger>(_ body: () -> T) throws(Errno) -> T {
         while true {
             let result = body()
-            if result == -1 && errno == EINTR { continue }
-            return result
+            if result != -1 { return result }
+            let code = errno
+            if code != EINTR { throw Errno(code: code) }
+        }
+    }
+
+    /// ``syscall(_:)`` whose failure is an `io` error: `operation` on `path` failed.
+    @discardableResult
+    static func syscall<T: BinaryInteger>(_ operation: String, path: String, _ body: () -> T) throws(BootMediumError) -> T {
+        do {
+            return try syscall(body)
+        } catch {
+            throw .io(operation, path: path, errno: error.code)
         }
     }
 
@@ -42,8 +60,7 @@ enum Posix {
     ) throws(BootMediumError) {
         var done = 0
         while done < buffer.count {
-            let n = retrying { call(buffer.baseAddress! + done, buffer.count - done, done) }
-            if n < 0 { throw .io("write", path: path, errno: errno) }
+            let n = try syscall("write", path: path) { call(buffer.baseAddress! + done, buffer.count - done, done) }
             if n == 0 { throw .io("write", path: path, errno: EIO) }
             done += n
         }
@@ -53,13 +70,14 @@ enum Posix {
     static func writeAll(_ fd: Int32, _ bytes: some ContiguousBytes, path: String)
         throws(BootMediumError)
     {
-        let result: Result<Void, BootMediumError> = bytes.withUnsafeBytes { buffer in
-            do throws(BootMediumError) {
-                try writeAll(fd, buffer, path: path)
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        try result.get()
+        try bytes.withBytes { (buffer) throws(BootMediumError) in try writeAll(fd, buffer, path: path) }
+    }
+
+    /// Reads up to `buffer.count` bytes of `fd` at `offset` (`pread`); 0 at the end of the file.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, path: String)
+        throws(BootMediumError) -> Int
+    {
+        try syscall("read", path: path) { pread(fd, buffer.baseAddress!, buffer.count, off_t(offset)) }
     }
 
     /// `copy_file_range(2)`, looked up at run time (Swift's Glibc module does not import it); nil
@@ -78,26 +96,43 @@ enum Posix {
         code == EXDEV || code == EINVAL || code == ENOSYS || code == EOPNOTSUPP || code == EBADF
     }
 
+    /// How the kernel appends bytes to one destination, learnt from its refusals: a destination
+    /// that refused `copy_file_range` (a pipe, another file system) is sent to by `sendfile`
+    /// alone from then on.
+    enum KernelAppend: Sendable {
+        /// `copy_file_range(2)` first, then `sendfile(2)`.
+        case copyFileRange
+        /// `copy_file_range` was refused: `sendfile` only.
+        case sendfile
+    }
+
     /// Appends up to `count` bytes of `source`, read from `offset`, at `destination`'s file
-    /// position, inside the kernel: `copy_file_range(2)`, else `sendfile(2)` (which also takes a
-    /// pipe or another file system). `source`'s own position is not used or moved.
+    /// position, inside the kernel: `copy_file_range(2)` unless `method` says the destination
+    /// refused it before (then `method` becomes ``KernelAppend/sendfile``), else `sendfile(2)`
+    /// (which also takes a pipe or another file system). `source`'s own position is not used or
+    /// moved.
     ///
     /// Returns the number of bytes appended (it may be short; 0 means `source` ends at
     /// `offset`), or nil when neither call can copy between these descriptors, so the caller
     /// reads and writes. Any other failure (`ENOSPC`, `EFBIG` past a file-size limit, `EIO`) is
     /// an `io` error on `path`, like a failed `write`.
-    static func copyFileRange(from source: Int32, offset: Int64, to destination: Int32, count: Int, path: String)
-        throws(BootMediumError) -> Int?
-    {
-        if let n = try copyFileRange(from: source, offset: offset, to: destination, at: nil, count: count, path: path) {
-            return n
+    static func copyFileRange(
+        from source: Int32, offset: Int64, to destination: Int32, count: Int, path: String, method: inout KernelAppend
+    ) throws(BootMediumError) -> Int? {
+        if method == .copyFileRange {
+            if let n = try copyFileRange(from: source, offset: offset, to: destination, at: nil, count: count, path: path) {
+                return n
+            }
+            method = .sendfile
         }
         var position = off_t(offset)
-        let n = retrying { sendfile(destination, source, &position, min(count, 0x7FFF_F000)) }
-        if n >= 0 { return n }
-        let code = errno
-        if cannotCopy(code) { return nil }
-        throw .io("write", path: path, errno: code)
+        do {
+            return try syscall { sendfile(destination, source, &position, min(count, 0x7FFF_F000)) }
+        } catch where cannotCopy(error.code) {
+            return nil
+        } catch {
+            throw .io("write", path: path, errno: error.code)
+        }
     }
 
     /// Copies up to `count` bytes of `source` from `offset` to `destination` at `at` (nil: at its
@@ -112,15 +147,17 @@ enum Posix {
         guard let call = copyFileRangeCall else { return nil }
         var sourceOffset = offset
         var destinationOffset = at ?? 0
-        let n = retrying {
-            at == nil
-                ? call(source, &sourceOffset, destination, nil, count, 0)
-                : call(source, &sourceOffset, destination, &destinationOffset, count, 0)
+        do {
+            return try syscall {
+                at == nil
+                    ? call(source, &sourceOffset, destination, nil, count, 0)
+                    : call(source, &sourceOffset, destination, &destinationOffset, count, 0)
+            }
+        } catch where cannotCopy(error.code) {
+            return nil
+        } catch {
+            throw .io("write", path: path, errno: error.code)
         }
-        if n >= 0 { return n }
-        let code = errno
-        if cannotCopy(code) { return nil }
-        throw .io("write", path: path, errno: code)
     }
 
     private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
@@ -144,6 +181,21 @@ enum Posix {
         return unsafeBitCast(symbol, to: Fallocate.self)
     }()
 
+    /// Makes `destination` share every extent of `source` (`FICLONE`): true when done; false
+    /// where the file systems cannot (no reflinks, another file system); a full disk or quota
+    /// is an error.
+    static func clone(_ source: Int32, into destination: Int32, path: String) throws(BootMediumError) -> Bool {
+        do {
+            try syscall { bootmedium_ficlone(destination, source) }
+            return true
+        } catch {
+            switch error.code {
+            case EOPNOTSUPP, EXDEV, EINVAL, ENOTTY, ETXTBSY, EPERM: return false
+            default: throw .io("clone into", path: path, errno: error.code)
+            }
+        }
+    }
+
     /// Allocates the blocks of the first `count` bytes of `fd` before they are written
     /// (`fallocate(2)` with `FALLOC_FL_KEEP_SIZE`: the file's size still grows only as bytes are
     /// written). A full disk or quota fails here, before any byte is written; and on ext4 the
@@ -151,63 +203,53 @@ enum Posix {
     /// `copy_file_range` into reserved blocks takes ~45 ms instead of ~60 ms). Where the file
     /// system cannot reserve (`EOPNOTSUPP`: ext2, NFS v3, ...) nothing is done; never
     /// `posix_fallocate`, which would write zeros instead.
-    /// Makes `destination` share every extent of `source` (`FICLONE`): true when done; false
-    /// where the file systems cannot (no reflinks, another file system); a full disk or quota
-    /// is an error.
-    static func clone(_ source: Int32, into destination: Int32, path: String) throws(BootMediumError) -> Bool {
-        if retrying({ bootmedium_ficlone(destination, source) }) == 0 { return true }
-        let code = errno
-        switch code {
-        case EOPNOTSUPP, EXDEV, EINVAL, ENOTTY, ETXTBSY, EPERM: return false
-        default: throw .io("clone into", path: path, errno: code)
-        }
-    }
-
     static func reserve(_ fd: Int32, count: Int64, path: String) throws(BootMediumError) {
         guard count > 0, let call = fallocateCall else { return }
-        if retrying({ call(fd, 1, 0, count) }) == 0 { return }  // 1: FALLOC_FL_KEEP_SIZE
-        let code = errno
-        if code == ENOSPC || code == EDQUOT || code == EFBIG { throw .io("reserve space for", path: path, errno: code) }
+        do {
+            try syscall { call(fd, 1, 0, count) }  // 1: FALLOC_FL_KEEP_SIZE
+        } catch where error.code == ENOSPC || error.code == EDQUOT || error.code == EFBIG {
+            throw .io("reserve space for", path: path, errno: error.code)
+        } catch {}
     }
 
     /// `fsync(fd)`.
     static func sync(_ fd: Int32, path: String) throws(BootMediumError) {
-        if retrying({ fsync(fd) }) != 0 { throw .io("fsync", path: path, errno: errno) }
+        try syscall("fsync", path: path) { fsync(fd) }
     }
 
     /// Opens a directory for `*at` calls without following a final symlink.
-    static func openDirectory(_ path: String, at base: Int32 = AT_FDCWD) throws(BootMediumError)
-        -> Int32
-    {
-        let fd = retrying { openat(base, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
-        if fd < 0 { throw .io("open directory", path: path, errno: errno) }
-        return fd
+    static func openDirectory(_ path: String, at base: Int32 = AT_FDCWD) throws(BootMediumError) -> OwnedDescriptor {
+        do {
+            return try OwnedDescriptor.open(path, at: base, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        } catch {
+            throw .io("open directory", path: path, errno: error.code)
+        }
     }
 
     /// Opens an anonymous file (`O_TMPFILE`, read and write, `mode`) in the directory `dfd`:
     /// it has no name until ``linkAnonymous(_:in:as:)`` gives it one, so a process killed
     /// (even by SIGKILL) while writing it leaves nothing behind, not even its reserved blocks.
-    /// Returns -1 and errno when the file system has no `O_TMPFILE` (the caller uses a named
-    /// temp file then).
-    static func openAnonymous(in dfd: Int32, mode: mode_t) -> (fd: Int32, error: Int32) {
+    /// Throws the errno (``lacksAnonymousFiles(_:)`` when the file system has no `O_TMPFILE`:
+    /// the caller uses a named temp file then).
+    static func openAnonymous(in dfd: Int32, mode: mode_t) throws(Errno) -> OwnedDescriptor {
         // O_TMPFILE (__O_TMPFILE | O_DIRECTORY on Linux) is a composite macro Swift does not import.
         let oTmpfile: Int32 = 0o20_200_000
-        let fd = retrying { openat(dfd, ".", oTmpfile | O_RDWR | O_CLOEXEC, mode) }
-        return (fd, fd < 0 ? errno : 0)
+        return try OwnedDescriptor.open(".", at: dfd, flags: oTmpfile | O_RDWR | O_CLOEXEC, mode: mode)
     }
 
-    /// Whether `code` from ``openAnonymous(in:mode:)`` means "no `O_TMPFILE` here".
-    static func lacksAnonymousFiles(_ code: Int32) -> Bool {
-        code == EOPNOTSUPP || code == EISDIR || code == EINVAL
+    /// Whether `error` from ``openAnonymous(in:mode:)`` means "no `O_TMPFILE` here".
+    static func lacksAnonymousFiles(_ error: Errno) -> Bool {
+        error.code == EOPNOTSUPP || error.code == EISDIR || error.code == EINVAL
     }
 
     /// Gives the anonymous file `fd` the name `name` in `dfd` (`linkat` through
-    /// `/proc/self/fd`, else `AT_EMPTY_PATH`); never replaces a file. Returns 0 or the errno.
-    static func linkAnonymous(_ fd: Int32, in dfd: Int32, as name: String) -> Int32 {
-        if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", dfd, name, AT_SYMLINK_FOLLOW) == 0 { return 0 }
-        let code = errno
-        guard code == ENOENT else { return code }  // no /proc
-        return linkat(fd, "", dfd, name, 0x1000) == 0 ? 0 : errno  // 0x1000: AT_EMPTY_PATH
+    /// `/proc/self/fd`, else `AT_EMPTY_PATH`); never replaces a file.
+    static func linkAnonymous(_ fd: Int32, in dfd: Int32, as name: String) throws(Errno) {
+        do {
+            try syscall { linkat(AT_FDCWD, "/proc/self/fd/\(fd)", dfd, name, AT_SYMLINK_FOLLOW) }
+        } catch where error.code == ENOENT {  // no /proc
+            try syscall { linkat(fd, "", dfd, name, 0x1000) }  // 0x1000: AT_EMPTY_PATH
+        }
     }
 
     /// A random file name fragment (12 hex digits) for temp files.
@@ -236,48 +278,55 @@ enum Posix {
     ) throws(BootMediumError) {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        let dfd = try openDirectory(directory.isEmpty ? "." : directory)
-        defer { close(dfd) }
+        let directoryFD = try openDirectory(directory.isEmpty ? "." : directory)
+        let dfd = directoryFD.rawValue
         let tempName = ".\(name).tmp-\(randomSuffix())"
         let temp = (directory.isEmpty ? "." : directory) + "/" + tempName
-        var (fd, error) = openAnonymous(in: dfd, mode: mode)
-        let anonymous = fd >= 0
-        if !anonymous {
-            guard lacksAnonymousFiles(error) else { throw .io("create a file in", path: directory, errno: error) }
-            (fd, error) = TempFileRegistry.shared.create(temp) {
-                retrying { openat(dfd, tempName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
+        let file: OwnedDescriptor
+        var anonymous = true
+        do {
+            file = try openAnonymous(in: dfd, mode: mode)
+        } catch where lacksAnonymousFiles(error) {
+            anonymous = false
+            do {
+                file = try TempFileRegistry.shared.create(temp) { () throws(Errno) in
+                    try OwnedDescriptor.open(tempName, at: dfd, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode: mode)
+                }
+            } catch {
+                throw .io("create", path: temp, errno: error.code)
             }
-            if fd < 0 { throw .io("create", path: temp, errno: error) }
+        } catch {
+            throw .io("create a file in", path: directory, errno: error.code)
         }
         defer { TempFileRegistry.shared.unregister(temp) }
         do throws(BootMediumError) {
-            if fchmod(fd, mode) != 0 { throw .io("chmod", path: temp, errno: errno) }
+            let fd = file.rawValue
+            try syscall("chmod", path: temp) { fchmod(fd, mode) }
             try writeAll(fd, data, path: temp)
             if durable { try sync(fd, path: temp) }
             if anonymous && !replacing {
-                let code = linkAnonymous(fd, in: dfd, as: name)  // the final name: nothing to clean up
-                if code != 0 { throw .io("link", path: path, errno: code) }
+                // The final name: nothing to clean up.
+                do { try linkAnonymous(fd, in: dfd, as: name) } catch { throw .io("link", path: path, errno: error.code) }
             } else if anonymous {
                 // Named (and registered for signal clean-up) only now, complete, until the rename.
-                let descriptor = fd
-                let (linked, code) = TempFileRegistry.shared.create(temp) { () -> Int32 in
-                    let code = linkAnonymous(descriptor, in: dfd, as: tempName)
-                    errno = code
-                    return code == 0 ? 0 : -1
+                do {
+                    try TempFileRegistry.shared.create(temp) { () throws(Errno) in try linkAnonymous(fd, in: dfd, as: tempName) }
+                } catch {
+                    throw .io("link", path: temp, errno: error.code)
                 }
-                if linked < 0 { throw .io("link", path: temp, errno: code) }
             }
         } catch {
-            close(fd)
             if !anonymous { unlinkat(dfd, tempName, 0) }
             throw error
         }
-        close(fd)
         if replacing || !anonymous {
-            let placed = replacing ? renameat(dfd, tempName, dfd, name) : linkat(dfd, tempName, dfd, name, 0)
-            let code = errno
-            if placed != 0 || !replacing { unlinkat(dfd, tempName, 0) }
-            if placed != 0 { throw .io(replacing ? "rename" : "link", path: path, errno: code) }
+            do {
+                try syscall { replacing ? renameat(dfd, tempName, dfd, name) : linkat(dfd, tempName, dfd, name, 0) }
+            } catch {
+                unlinkat(dfd, tempName, 0)
+                throw .io(replacing ? "rename" : "link", path: path, errno: error.code)
+            }
+            if !replacing { unlinkat(dfd, tempName, 0) }
         }
         if durable { _ = fsync(dfd) }
     }
@@ -299,16 +348,15 @@ public final class TempFileRegistry: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Creates the temp file `path` with `open` (an `open`/`openat` with `O_CREAT | O_EXCL`
-    /// returning a descriptor, or -1 and errno) and registers it. Returns the descriptor, or -1
-    /// and the error (`ECANCELED` once ``removeAll()`` has run).
-    func create(_ path: String, _ open: () -> Int32) -> (fd: Int32, error: Int32) {
-        state.withLock { state in
-            guard !state.closed else { return (-1, ECANCELED) }
-            let fd = open()
-            let error = fd < 0 ? errno : 0
-            if fd >= 0 { state.paths.insert(path) }
-            return (fd, error)
+    /// Creates the temp file `path` with `create` (an `open`/`openat` with `O_CREAT | O_EXCL`,
+    /// or a `linkat`) and registers it. Throws `create`'s error, or `ECANCELED` once
+    /// ``removeAll()`` has run.
+    func create<T>(_ path: String, _ create: () throws(Errno) -> T) throws(Errno) -> T {
+        try state.withLock { (state) throws(Errno) -> T in
+            guard !state.closed else { throw Errno(code: ECANCELED) }
+            let made = try create()
+            state.paths.insert(path)
+            return made
         }
     }
 

@@ -6,6 +6,10 @@
 /// All sector numbers are relative to the start of the FAT volume (not the disk), whatever the
 /// partition offset, as the real installer stores them.
 struct SyslinuxInstaller: Sendable {
+    /// The names of the files SYSLINUX keeps in the volume's root.
+    static let ldlinuxSysName = "ldlinux.sys"
+    static let ldlinuxC32Name = "ldlinux.c32"
+
     /// Attributes of both files as the installer leaves them: archive, system, hidden, read-only.
     static let fileAttributes: UInt8 = 0x27
     /// NT case byte of both files (lower-case 8.3 base and extension, no long name).
@@ -107,5 +111,27 @@ struct SyslinuxInstaller: Sendable {
         adv.putLE32(advChecksumBase &- sum, at: 4)
         adv.putLE32(advMagicTail, at: 508)
         return adv
+    }
+}
+
+/// SYSLINUX as a FAT volume's boot loader: `ldlinux.sys` and `ldlinux.c32` in the root, first in
+/// the data area, attributes 0x27, installed as `syslinux --install` would (boot sector code,
+/// patched `ldlinux.sys`). The FAT32 backup boot sector the volume writes is the final boot
+/// sector (the real installer leaves mkfs.fat's there; fsck.fat then reports a difference).
+extension SyslinuxPayload: FATBootLoader {
+    var reservedFiles: [FATFileSpec] {
+        // The installed ldlinux.sys replaces these placeholder bytes once its sectors are known.
+        var sys = FATFileSpec(path: [SyslinuxInstaller.ldlinuxSysName], bytes: [UInt8](repeating: 0, count: installedSysSize))
+        sys.attributes = SyslinuxInstaller.fileAttributes
+        var c32 = FATFileSpec(path: [SyslinuxInstaller.ldlinuxC32Name], bytes: ldlinuxC32)
+        c32.attributes = SyslinuxInstaller.fileAttributes
+        return [sys, c32]
+    }
+
+    func install(firstFileSectors: [UInt64], bootSector: [UInt8]) throws(BootMediumError)
+        -> (bootSector: [UInt8], firstFile: [UInt8])
+    {
+        let installation = try SyslinuxInstaller(payload: self).install(sectors: firstFileSectors, bootSector: bootSector)
+        return (installation.bootSector, installation.ldlinuxSys)
     }
 }
