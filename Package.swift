@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "BootMedium", targets: ["BootMedium"]),
+        .library(name: "BootMediumPostgres", targets: ["BootMediumPostgres"]),
         .executable(name: "bootmedium", targets: ["bootmedium"]),
         .executable(name: "bootmedium-server", targets: ["bootmedium-server"]),
     ],
@@ -26,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The PLC database (issue 20): the CLI and the server link it through BootMediumPostgres,
+        // the library does not.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -70,10 +75,21 @@ let package = Package(
             ],
             // templates/*.mustache compiled in: nothing on disk at run time changes an image.
             plugins: ["EmbedTemplates"]),
+        // The PLC database as node store and person source (docs/database.md).
+        .target(
+            name: "BootMediumPostgres",
+            dependencies: [
+                "BootMedium",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "bootmedium",
             dependencies: [
                 "BootMedium",
+                "BootMediumPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,
@@ -87,6 +103,7 @@ let package = Package(
             name: "bootmedium-server",
             dependencies: [
                 "BootMedium",
+                "BootMediumPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,7 +127,7 @@ let package = Package(
             dependencies: ["embed-templates"]),
         .testTarget(
             name: "BootMediumTests",
-            dependencies: ["BootMedium", "bootmedium"],
+            dependencies: ["BootMedium", "BootMediumPostgres", "bootmedium"],
             // ServerClients: the Python clients ServerTests run against bootmedium-server (built
             // beside the tests: `swift build --build-tests` builds every product).
             exclude: ["Fuzz", "ServerClients"],

@@ -51,33 +51,28 @@ public struct BootMediumService: Sendable {
         guard plan.action.renewsKey, let node = plan.node else {
             return try await produce(plan, writer: chosen, renewal: nil, syncs: request.syncsOutput)
         }
-        return try await NodeLocks.withLock(node: node.nodeID, workDir: plan.root.workDir) {
-            () throws(BootMediumError) in
+        return try await planner.nodes.renewingKey(nodeID: node.nodeID, workDir: plan.root.workDir) {
+            () throws(BootMediumError) -> KeyDelivery<DeliveredMedium> in
             let renewal = KeyRenewal(
                 nodeID: node.nodeID, key: NodeKey.generate(), date: plan.clock.now)
-            return try await produce(plan, writer: chosen, renewal: renewal, syncs: request.syncsOutput)
+            let delivered = try await deliver(plan, writer: chosen, renewal: renewal, syncs: request.syncsOutput)
+            return KeyDelivery(result: delivered.medium, key: renewal.key, withdraw: { delivered.file?.withdraw() })
         }
     }
 
     private func produce(_ plan: BootPlan, writer: (any ImageWriter)?, renewal: KeyRenewal?, syncs: Bool)
         async throws(BootMediumError) -> DeliveredMedium
     {
+        try await deliver(plan, writer: writer, renewal: renewal, syncs: syncs).medium
+    }
+
+    private func deliver(_ plan: BootPlan, writer: (any ImageWriter)?, renewal: KeyRenewal?, syncs: Bool)
+        async throws(BootMediumError) -> Delivery
+    {
         let configText = try plan.nodeConfig?.render(renewal: renewal)
-        let delivered = try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
+        return try await Blocking.run { (flag: CancellationFlag) throws(BootMediumError) in
             try Self.deliver(plan, configText: configText, writer: writer, syncs: syncs, cancellation: flag)
         }
-        if let renewal {
-            do throws(BootMediumError) {
-                try await planner.nodes.saveKey(renewal.key, forNodeID: renewal.nodeID)
-            } catch {
-                delivered.file?.withdraw()
-                throw BootMediumError(
-                    .nodeStoreUpdateFailed,
-                    "The medium was built but the node's new key could not be saved, so it was withdrawn: \(error.message)",
-                    context: error.context)
-            }
-        }
-        return delivered.medium
     }
 
     private struct Delivery: @unchecked Sendable {

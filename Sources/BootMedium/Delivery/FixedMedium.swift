@@ -174,18 +174,12 @@ extension BootMediumService {
         guard plan.action.renewsKey, let node = plan.node else {
             return try await Self.fix(plan, configText: try plan.nodeConfig?.render(renewal: nil), writer: writer, fileName: fileName)
         }
-        return try await NodeLocks.withLock(node: node.nodeID, workDir: plan.root.workDir) { () throws(BootMediumError) in
+        return try await planner.nodes.renewingKey(nodeID: node.nodeID, workDir: plan.root.workDir) {
+            () throws(BootMediumError) -> KeyDelivery<FixedMedium> in
             let renewal = KeyRenewal(nodeID: node.nodeID, key: NodeKey.generate(), date: plan.clock.now)
             let medium = try await Self.fix(plan, configText: try plan.nodeConfig?.render(renewal: renewal), writer: writer, fileName: fileName)
-            do throws(BootMediumError) {
-                try await planner.nodes.saveKey(renewal.key, forNodeID: renewal.nodeID)
-            } catch {
-                throw BootMediumError(
-                    .nodeStoreUpdateFailed,
-                    "The medium was built but the node's new key could not be saved, so it is not served: \(error.message)",
-                    context: error.context)
-            }
-            return medium
+            // Not out yet: a key that cannot be stored just means no URL.
+            return KeyDelivery(result: medium, key: renewal.key)
         }
     }
 

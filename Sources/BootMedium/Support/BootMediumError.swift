@@ -51,6 +51,9 @@ public struct BootMediumError: Error, Equatable, Sendable, CustomStringConvertib
         /// The server: the XML-RPC call is malformed, too large, or names no known method, or
         /// its arguments have the wrong number or types.
         case invalidCall = "invalid-call"
+        /// The node store's database cannot be reached, or answered with an error (its message
+        /// is given); calls succeed again once it answers, without a restart.
+        case nodeStoreUnavailable = "node-store-unavailable"
         /// The server: too many requests are queued or too many media are served by URL;
         /// retry later.
         case serverBusy = "server-busy"
