@@ -21,7 +21,7 @@ enum Posix {
     /// Calls `body`, a system call that returns -1 and sets `errno` when it fails, again while
     /// it fails with `EINTR`; its other failures throw their ``Errno``.
     @discardableResult
-    static func syscall<T: BinaryInteger>(_ body: () -> T) throws(Errno) -> T {
+    static func syscall<T: SignedInteger>(_ body: () -> T) throws(Errno) -> T {
         while true {
             let result = body()
             if result != -1 { return result }
@@ -32,7 +32,7 @@ enum Posix {
 
     /// ``syscall(_:)`` whose failure is an `io` error: `operation` on `path` failed.
     @discardableResult
-    static func syscall<T: BinaryInteger>(_ operation: String, path: String, _ body: () -> T) throws(BootMediumError) -> T {
+    static func syscall<T: SignedInteger>(_ operation: String, path: String, _ body: () -> T) throws(BootMediumError) -> T {
         do {
             return try syscall(body)
         } catch {
