@@ -1,6 +1,7 @@
 import BootMedium
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// The PLC's PostgreSQL database (docs/database.md): a connection pool (postgres-nio's
 /// `PostgresClient`, reconnecting by itself when the database comes back), the node store
@@ -11,8 +12,9 @@ public final class PLCDatabase: Sendable {
     let client: PostgresClient
     private let runner: Task<Void, Never>
 
-    /// Connects to `url` lazily (the first query opens the first connection).
-    public init(_ url: DatabaseURL, logger: Logger = Logger(label: "bootmedium-database")) {
+    /// Connects to `url` lazily (the first query opens the first connection). The pool logs
+    /// to `logger` (nothing by default: the CLI's stderr carries one error line at most).
+    public init(_ url: DatabaseURL, logger: Logger = Logger(label: "bootmedium-database", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.url = url
         let client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
         self.client = client
@@ -57,9 +59,51 @@ public final class PLCDatabase: Sendable {
         }
     }
 
+    /// Runs `body` on a connection of the pool, as ``run(_:_:)``; when no connection is to be
+    /// had within the connect timeout (the database is down: the pool would wait for it,
+    /// retrying), the call fails then instead of waiting.
+    func read<T: Sendable>(_ doing: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(BootMediumError) -> T {
+        let leased = LeaseFlag()
+        let wait = url.configuration.options.connectTimeout + .seconds(1)
+        return try await run(doing) { client in
+            try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        leased.flag.store(true, ordering: .relaxed)
+                        return try await body(connection)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: wait)
+                    if !leased.flag.load(ordering: .relaxed) { throw NoConnection() }
+                    return nil
+                }
+                while let next = try await group.next() {
+                    if let value = next {
+                        group.cancelAll()
+                        return value
+                    }
+                }
+                throw NoConnection()
+            }
+        }
+    }
+
+    private final class LeaseFlag: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
+    private struct NoConnection: Error, CustomStringConvertible {
+        var description: String { "no connection within the connect timeout: it is down or unreachable" }
+    }
+
     func unavailable(_ error: any Error, doing: String) -> BootMediumError {
         var detail = String(describing: error)
-        if let psql = error as? PSQLError {
+        if detail.contains("CircuitBreakerTripped") {
+            // postgres-nio's pool after failed connection attempts (its type is in an
+            // underscored module): it goes on trying in the background, backing off up to 60 s.
+            detail = "it does not accept connections (down or unreachable); the server keeps trying and recovers on its own"
+        } else if let psql = error as? PSQLError {
             if let message = psql.serverInfo?[.message] {
                 detail = message + (psql.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
             } else {
@@ -79,9 +123,7 @@ public struct PostgresNodeStore: NodeSource {
     let database: PLCDatabase
 
     public func node(_ reference: NodeReference) async throws(BootMediumError) -> Node? {
-        try await database.run("read a node from") { client in
-            try await client.withConnection { connection in try await Self.node(reference, on: connection) }
-        }
+        try await database.read("read a node from") { connection in try await Self.node(reference, on: connection) }
     }
 
     static func node(_ reference: NodeReference, on connection: PostgresConnection) async throws -> Node? {
@@ -133,8 +175,8 @@ public struct PostgresNodeStore: NodeSource {
     }
 
     public func interfaces(of node: Node) async throws(BootMediumError) -> [Interface] {
-        try await database.run("read the interfaces of a node from") { client in
-            try await client.withConnection { connection in
+        try await database.read("read the interfaces of a node from") { connection in
+            do {
                 let rows = try await connection.query(
                     """
                     SELECT interface_id, is_primary, method, ip, gateway, network, broadcast, netmask, dns1, dns2, mac
@@ -155,7 +197,10 @@ public struct PostgresNodeStore: NodeSource {
                     WHERE i.node_id = \(node.nodeID) ORDER BY it.interface_tag_id
                     """, logger: PLCDatabase.quiet)
                 for try await (id, category, name, value) in settings.decode((Int32, String?, String, String?).self) {
-                    byID[Int(id)]?.settings.append(InterfaceSetting(category: category, name: name, value: value ?? ""))
+                    // tag_types.category is NOT NULL: the empty category is the JSON store's null
+                    // (a setting not written to plnode.txt).
+                    let known = category.flatMap { $0.isEmpty ? nil : $0 }
+                    byID[Int(id)]?.settings.append(InterfaceSetting(category: known, name: name, value: value ?? ""))
                 }
                 return node.interfaceIDs.compactMap { byID[$0] }
             }
@@ -163,8 +208,8 @@ public struct PostgresNodeStore: NodeSource {
     }
 
     public func saveKey(_ key: String, forNodeID nodeID: Int) async throws(BootMediumError) {
-        try await database.run("save a node's key in") { client in
-            _ = try await client.query("UPDATE nodes SET key = \(key) WHERE node_id = \(nodeID)", logger: PLCDatabase.quiet)
+        try await database.read("save a node's key in") { connection in
+            _ = try await connection.query("UPDATE nodes SET key = \(key) WHERE node_id = \(nodeID)", logger: PLCDatabase.quiet)
         }
     }
 
@@ -212,8 +257,8 @@ public struct PostgresPersonStore: PersonSource {
     let database: PLCDatabase
 
     public func person(email: String) async throws(BootMediumError) -> Person? {
-        try await database.run("read a person from") { client in
-            let rows = try await client.query(
+        try await database.read("read a person from") { connection in
+            let rows = try await connection.query(
                 """
                 SELECT p.person_id, p.email, p.password, p.enabled,
                     array(SELECT r.name FROM person_role pr JOIN roles r USING (role_id) WHERE pr.person_id = p.person_id ORDER BY r.role_id),

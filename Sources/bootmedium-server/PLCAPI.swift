@@ -27,7 +27,7 @@ struct PLCFault: Error, Sendable {
         switch error.code {
         case .authenticationFailed: code = Self.authenticationFailure
         case .permissionDenied, .outputOutsideWorkDir: code = Self.permissionDenied
-        case .invalidNodeStore, .nodeStoreUpdateFailed, .invalidPersonStore: code = Self.databaseError
+        case .invalidNodeStore, .nodeStoreUpdateFailed, .invalidPersonStore, .nodeStoreUnavailable: code = Self.databaseError
         case .internal, .io, .imageBuildFailed, .cancelled, .invalidImage, .serverBusy, .invalidConfiguration,
             .missingBootcd, .outsideRoot, .invalidInput:
             code = Self.apiError

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BootMedium
+import BootMediumPostgres
 import Foundation
 import Hummingbird
 import Logging
@@ -31,7 +32,7 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "The persons file: JSON, PLCAPI's person fields, crypt(3) password hashes (relative paths are under ROOT).")
     var users: String?
 
-    @Option(help: "A PostgreSQL node store (not supported yet: issue 20).")
+    @Option(help: "The PLC database for nodes and persons, instead of --nodes and --users: postgres://USER@HOST:PORT/DATABASE.")
     var database: String?
 
     @Option(help: "The address to listen on (default: 127.0.0.1).")
@@ -76,7 +77,7 @@ struct ServerCommand: AsyncParsableCommand {
 
     /// The settings in force: the command line's, else the file's, else the defaults.
     struct Settings {
-        var root = "/", nodes: String?, users: String?, host = "127.0.0.1", port = 8000, publicURL: String?
+        var root = "/", nodes: String?, users: String?, database: DatabaseURL?, host = "127.0.0.1", port = 8000, publicURL: String?
         var urlLifetime = 3600, maxMedia = 1024, maxMediaBytes: Int64 = 4 << 30, maxRunning = 4, maxWaiting = 64
         var templateCacheSize = TemplateCache.defaultMaximumBytes, logLevel = Logger.Level.info
 
@@ -91,16 +92,17 @@ struct ServerCommand: AsyncParsableCommand {
             func bytes(_ given: String?, _ key: String) throws(BootMediumError) -> Int64? {
                 try text(given, key).map { (value: String) throws(BootMediumError) in try ByteCount.parse(value, option: key) }
             }
-            if text(options.database, "database") != nil {
-                throw BootMediumError(.notSupported, "--database is not supported yet (issue 20); use --nodes and --users")
-            }
             root = text(options.root, "root") ?? root
             let under = { (path: String) in path.hasPrefix("/") ? path : (root == "/" ? "" : root) + "/" + path }
             nodes = text(options.nodes, "nodes").map(under)
-            guard let users = text(options.users, "users").map(under) else {
-                throw BootMediumError(.invalidOption, "Give --users FILE (the persons who may call the server)")
+            users = text(options.users, "users").map(under)
+            database = try text(options.database, "database").map { (url: String) throws(BootMediumError) in try DatabaseURL(url) }
+            if database != nil && (nodes != nil || users != nil) {
+                throw BootMediumError(.invalidOption, "Give --nodes FILE --users FILE, or --database URL (nodes and persons), not both")
             }
-            self.users = users
+            if database == nil && users == nil {
+                throw BootMediumError(.invalidOption, "Give --users FILE (the persons who may call the server) or --database URL")
+            }
             host = text(options.host, "host") ?? host
             port = try number(options.port, "port") ?? port
             guard (0...65535).contains(port) else { throw BootMediumError(.invalidOption, "The port must be 0-65535, not \(port)") }
@@ -122,7 +124,9 @@ struct ServerCommand: AsyncParsableCommand {
         var logger = Logger(label: "bootmedium-server")
         logger.logLevel = settings.logLevel
         let plcRoot = PLCRoot(path: settings.root)
-        let store = JSONNodeStore(path: settings.nodes ?? plcRoot.defaultNodeStorePath)
+        let plc = settings.database.map { PLCDatabase($0, logger: logger) }
+        let store: any NodeSource = plc?.nodes ?? JSONNodeStore(path: settings.nodes ?? plcRoot.defaultNodeStorePath)
+        let persons: any PersonSource = plc?.persons ?? JSONPersonStore(path: settings.users ?? "")
         let clock = try BuildClock(environment: ProcessInfo.processInfo.environment)
         let service = BootMediumService(
             root: plcRoot, nodes: store, clock: clock, templates: TemplateCache(maximumBytes: settings.templateCacheSize))
@@ -134,7 +138,7 @@ struct ServerCommand: AsyncParsableCommand {
         let base = PublicURL(settings.publicURL ?? "http://\(shownHost):\(settings.port)")
         let givenURL = settings.publicURL != nil
         let routes = ServerRoutes(
-            api: PLCAPI(service: service, persons: JSONPersonStore(path: settings.users!), media: media, publicURL: base),
+            api: PLCAPI(service: service, persons: persons, media: media, publicURL: base),
             work: WorkQueue(running: settings.maxRunning, waiting: settings.maxWaiting), metrics: metrics, logger: logger,
             parser: XMLRPCParser())
         let router = Router()
@@ -152,8 +156,10 @@ struct ServerCommand: AsyncParsableCommand {
         do {
             try await app.runService()
         } catch {
+            await plc?.shutdown()
             throw BootMediumError(.io, "The server stopped: \(error)")
         }
         media.removeAll()
+        await plc?.shutdown()
     }
 }

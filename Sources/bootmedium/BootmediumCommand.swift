@@ -21,7 +21,7 @@ struct BootmediumCommand: AsyncParsableCommand {
             stderr and leave nothing behind.
             """,
         version: BootMediumVersion.string,
-        subcommands: [BuildCommand.self, InspectCommand.self, VerifyCommand.self])
+        subcommands: [BuildCommand.self, InspectCommand.self, VerifyCommand.self, DatabaseCommand.self])
 
     /// Parses and runs; a usage error is one `error[usage]: ...` line like every other error.
     static func main() async {

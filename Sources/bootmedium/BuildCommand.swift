@@ -1,5 +1,6 @@
 import ArgumentParser
 import BootMedium
+import BootMediumPostgres
 import Foundation
 
 #if canImport(Glibc)
@@ -38,6 +39,9 @@ struct BuildCommand: AsyncParsableCommand {
     @Option(help: "The node store (default: ROOT/nodes.json).")
     var nodes: String?
 
+    @Option(help: "The node store in the PLC database instead of a file: postgres://USER@HOST:PORT/DATABASE.")
+    var database: String?
+
     @Option(help: "Who asks: ROLE[,ROLE]:SITE_ID[,SITE_ID] (default: an admin).")
     var caller: String = "admin"
 
@@ -53,8 +57,12 @@ struct BuildCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plcRoot = PLCRoot(path: root)
-        let store = JSONNodeStore(path: nodes ?? plcRoot.defaultNodeStorePath)
         do {
+            if database != nil && nodes != nil {
+                throw BootMediumError(.invalidOption, "Give --nodes FILE or --database URL, not both")
+            }
+            let plc = try database.map { (url: String) throws(BootMediumError) in PLCDatabase(try DatabaseURL(url)) }
+            let store: any NodeSource = plc?.nodes ?? JSONNodeStore(path: nodes ?? plcRoot.defaultNodeStorePath)
             let who = try CallerSpec.parse(caller)
             let clock = try BuildClock(environment: ProcessInfo.processInfo.environment)
             let bound = try templateCacheSize.map { (text: String) throws(BootMediumError) in try ByteCount.parse(text, option: "--template-cache-size") } ?? TemplateCache.defaultMaximumBytes
@@ -79,6 +87,7 @@ struct BuildCommand: AsyncParsableCommand {
                 caller: who, node: node, action: action, destination: destination, options: options)
             request.syncsOutput = !noSync
             let result = try await service.run(request)
+            await plc?.shutdown()
             switch result {
             case .path(let path): print(path)
             case .text(let text): FileHandle.standardOutput.write(Data(text.utf8))

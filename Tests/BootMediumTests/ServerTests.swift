@@ -15,15 +15,16 @@ import Testing
         let errors: String
         private let output = Pipe()
 
-        init(_ arguments: [String] = [], demo: DemoCopy? = nil) throws {
+        /// `users`: give `--users` (the test persons); false for a server on a database.
+        init(_ arguments: [String] = [], demo: DemoCopy? = nil, users withUsers: Bool = true) throws {
             let demo = try demo ?? DemoCopy()
             self.demo = demo
             let users = demo.path + "/users.json"
             try Self.persons().write(toFile: users, atomically: true, encoding: .utf8)
-            errors = demo.path + "/server.log"
+            errors = demo.path + "/server-\(UUID().uuidString).log"
             _ = FileManager.default.createFile(atPath: errors, contents: nil)
             process.executableURL = URL(fileURLWithPath: Self.executable)
-            process.arguments = ["--root", demo.path, "--users", users, "--port", "0"] + arguments
+            process.arguments = ["--root", demo.path] + (withUsers ? ["--users", users] : []) + ["--port", "0"] + arguments
             var environment = ProcessInfo.processInfo.environment
             environment["SOURCE_DATE_EPOCH"] = "1700000000"
             process.environment = environment
@@ -79,9 +80,9 @@ import Testing
         /// Runs a check of plcapi_client.py; returns its JSON result, or fails the test with
         /// what the check said and the server's log.
         @discardableResult
-        func check(_ name: String, _ arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        func check(_ name: String, _ arguments: [String] = [], base: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
             let script = packageDirectory + "/Tests/BootMediumTests/ServerClients/plcapi_client.py"
-            let r = try runProcess("/usr/bin/env", ["python3", script, name, url] + arguments)
+            let r = try runProcess("/usr/bin/env", ["python3", script, name, base ?? url] + arguments)
             let log = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
             #expect(r.status == 0, "\(name): \(r.stderr)\nserver log (tail):\n\(log.suffix(3000))", sourceLocation: sourceLocation)
             let object = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any]

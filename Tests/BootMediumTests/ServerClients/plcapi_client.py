@@ -251,6 +251,51 @@ def check_mixed(base):
     return {"media": len(results)}
 
 
+def check_renew_split(bases, node, count, outdir):
+    """`count` concurrent node-iso calls for one node, spread over the servers `bases`."""
+    servers = bases.split(",")
+
+    def one(i):
+        t = time.monotonic()
+        path = proxy(servers[i % len(servers)]).GetBootMedium(ADMIN, node, "node-iso", "%s/split-%d.iso" % (outdir, i), [])
+        return path, time.monotonic() - t
+
+    t = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(one, range(count)))
+    return {"paths": [p for p, _ in results], "wall_s": round(time.monotonic() - t, 3),
+            "max_s": round(max(d for _, d in results), 3)}
+
+
+def check_parallel_nodes(base, outdir, hosts):
+    """The same node-iso call for each of `hosts`: one after the other, then all at once."""
+    hosts = hosts.split(",")
+
+    def one(args):
+        i, host, tag = args
+        t = time.monotonic()
+        proxy(base).GetBootMedium(ADMIN, host, "node-iso", "%s/%s-%d.iso" % (outdir, tag, i), [])
+        return time.monotonic() - t
+
+    serial = [one((i, h, "serial")) for i, h in enumerate(hosts)]
+    t = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        list(pool.map(one, [(i, h, "parallel") for i, h in enumerate(hosts)]))
+    wall = time.monotonic() - t
+    return {"serial_sum_s": round(sum(serial), 3), "parallel_wall_s": round(wall, 3), "nodes": len(hosts)}
+
+
+def check_one_call(base, node, action, filename):
+    """One GetBootMedium call that may fail: its fault, or ok."""
+    try:
+        result = proxy(base).GetBootMedium(ADMIN, node, action, filename, [])
+        return {"ok": True, "result": result[:200]}
+    except xmlrpc.client.Fault as f:
+        return {"ok": False, "faultCode": f.faultCode, "faultString": f.faultString}
+    except OSError as e:
+        return {"ok": False, "faultCode": 0, "faultString": "%s: %s" % (type(e).__name__, e)}
+
+
 def check_busy(base, count):
     """With a tiny work queue, a burst gets 503 + Retry-After for some calls and answers the rest."""
     body = xmlrpc.client.dumps((ADMIN, NODE1, "node-iso", "", []), "GetBootMedium").encode()
@@ -436,6 +481,12 @@ def main(argv):
             result = check_url(base, rest[0], float(rest[1]))
         elif name == "load":
             result = check_load(base, rest[0], int(rest[1]), None)
+        elif name == "renew-split":
+            result = check_renew_split(base, rest[0], int(rest[1]), rest[2])
+        elif name == "parallel-nodes":
+            result = check_parallel_nodes(base, rest[0], rest[1])
+        elif name == "one-call":
+            result = check_one_call(base, rest[0], rest[1], rest[2] if len(rest) > 2 else "")
         elif name == "mixed":
             result = check_mixed(base)
         elif name == "busy":
