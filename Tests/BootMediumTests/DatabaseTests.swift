@@ -193,6 +193,10 @@ final class PostgresCluster: @unchecked Sendable {
         #expect(Set(keys).count == 50, "two media carry one key")
         let stored = "NODE_KEY=\"\(try cluster.key(1))\""
         #expect(keys.filter { $0 == stored }.count == 1, "the database's key is not exactly one delivered medium's")
+        // ... and it is the one of the medium delivered last (the newest file).
+        let ctimes = try #require(split["ctimes"] as? [Int])
+        let last = try #require(ctimes.indices.max { ctimes[$0] < ctimes[$1] })
+        #expect(keys[last] == stored, "the database holds the key of another medium than the last delivered")
         #expect((split["wall_s"] as? Double ?? 99) < 60)
         // 20 different nodes at once on one server: they never wait for each other's row.
         let hosts = (0..<20).map { "extra\($0).site1.demo.example.org" }.joined(separator: ",")
