@@ -219,13 +219,27 @@ struct DebianPackageTests {
         #expect(r.status == 0 && r.stdout == BootMediumVersion.string + "\n", "\(r)")
         #expect(try root.run("test -e /etc/systemd/system/multi-user.target.wants/bootmedium-server.service").status != 0)
         try ServerTests.Server.persons().write(toFile: root.path + "/tmp/demo/users.json", atomically: true, encoding: .utf8)
-        r = try root.run("bootmedium-server --root /tmp/demo --users /tmp/demo/users.json --port 0 > /tmp/server.out 2>&1 < /dev/null & echo $!")
-        let serverPID = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        defer { _ = try? root.run("kill \(serverPID)") }
+        // Started as our own child (not backgrounded by a shell, whose exit Foundation's Process
+        // would then miss), stopped with SIGTERM.
+        let serverLog = root.path + "/tmp/server.out"
+        _ = FileManager.default.createFile(atPath: serverLog, contents: nil)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/chroot")
+        server.arguments = [root.path, "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root",
+                            "bootmedium-server", "--root", "/tmp/demo", "--users", "/tmp/demo/users.json", "--port", "0"]
+        server.standardOutput = FileHandle(forWritingAtPath: serverLog)
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            if server.isRunning {
+                server.terminate()
+                server.waitUntilExit()
+            }
+        }
         var listening = ""
-        for _ in 0..<100 where listening.isEmpty {
+        for _ in 0..<200 where listening.isEmpty {
             usleep(100_000)
-            let out = (try? String(contentsOfFile: root.path + "/tmp/server.out", encoding: .utf8)) ?? ""
+            let out = (try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? ""
             listening = out.split(separator: "\n").first { $0.hasPrefix("listening on http://") }.map(String.init) ?? ""
         }
         try #require(!listening.isEmpty, "the installed server did not start")
@@ -237,7 +251,11 @@ struct DebianPackageTests {
             """, String(listening.dropFirst("listening on ".count))])
         let preview = try root.run("bootmedium build --root /tmp/demo --action node-preview --node \(DemoRoot.node1)")
         #expect(call.status == 0 && String(decoding: call.stdout, as: UTF8.self) == preview.stdout, "\(call.stderr)")
-        _ = try root.run("kill \(serverPID); sleep 1; rm -f /tmp/server.out /tmp/demo/users.json")
+        server.terminate()
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0, "the installed server's exit status after SIGTERM")
+        try? FileManager.default.removeItem(atPath: serverLog)
+        try? FileManager.default.removeItem(atPath: root.path + "/tmp/demo/users.json")
         root.unmountProc()
         let iso = root.path + "/tmp/demo/var/tmp/bootmedium/boot.iso"
         let plnode = try await renderedPlnode(iso, demo: demo, nodeID: 1, hostname: DemoRoot.node1) { try isoFile($0, "/overlay.img") }

@@ -229,8 +229,10 @@ func sha256(_ path: String) throws -> String {
         let service = demo.service()
         let dir = demo.workDir
         let task = Task { try await service.getBootMedium(caller: .admin, node: "1", action: "node-iso", filename: dir + "/x.iso") }
-        // The writer is inside libisofs, its temp file open: cancel now.
-        let inside = await Task.detached { entered.wait(timeout: .now() + 60) == .success }.value
+        // The writer is inside libisofs, its temp file open: cancel now. (libisofs builds are
+        // serialized in the process: under a full suite a parallel suite's big template can
+        // hold libisofs for minutes before this build gets its turn.)
+        let inside = await Task.detached { entered.wait(timeout: .now() + 600) == .success }.value
         #expect(inside)
         #expect(writingInto(dir, pid: getpid()))
         task.cancel()
