@@ -112,14 +112,10 @@ struct PLCAPI: Sendable {
             return .value(.string(text))
         case "GetBootMedium":
             try Self.count(params, 4...5)
-            let person = try await authenticate(params[0])
-            let node = try Self.node(params[1])
-            guard case .string(let action) = params[2] else { throw Self.type("action", "string", params[2]) }
+            var request = try await request(params, filename: nil, optionsAt: 4, summary: &summary)
             guard case .string(let filename) = params[3] else { throw Self.type("filename", "string", params[3]) }
-            let options = try Self.options(params.count > 4 ? params[4] : .array([]))
-            summary.node = node ?? "-"
-            summary.action = action
-            let request = BootMediumRequest(caller: person.caller, node: node, action: action, filename: filename, options: options)
+            if !filename.isEmpty { request.destination = .template(filename) }
+            let action = request.action
             do throws(BootMediumError) {
                 if filename.isEmpty, let kind = BootAction(rawValue: action), !kind.isText {
                     // An inline image, streamed as base64 from its fixed bytes.
@@ -136,13 +132,7 @@ struct PLCAPI: Sendable {
             }
         case "GetBootMediumURL":
             try Self.count(params, 3...4)
-            let person = try await authenticate(params[0])
-            let node = try Self.node(params[1])
-            guard case .string(let action) = params[2] else { throw Self.type("action", "string", params[2]) }
-            let options = try Self.options(params.count > 3 ? params[3] : .array([]))
-            summary.node = node ?? "-"
-            summary.action = action
-            let request = BootMediumRequest(caller: person.caller, node: node, action: action, filename: nil, options: options)
+            let request = try await request(params, filename: nil, optionsAt: 3, summary: &summary)
             do throws(BootMediumError) {
                 let medium = try await service.fixMedium(request)
                 let (token, expires) = try media.add(medium)
@@ -158,6 +148,20 @@ struct PLCAPI: Sendable {
         default:
             throw Self.unknownMethod(call.method)
         }
+    }
+
+    /// The request both methods make of `(auth, node_id_or_hostname, action, ..., options)`:
+    /// the caller authenticated, the node and action checked and noted in `summary`.
+    private func request(_ params: [XMLRPCValue], filename: String?, optionsAt index: Int, summary: inout CallSummary)
+        async throws(PLCFault) -> BootMediumRequest
+    {
+        let person = try await authenticate(params[0])
+        let node = try Self.node(params[1])
+        guard case .string(let action) = params[2] else { throw Self.type("action", "string", params[2]) }
+        let options = try Self.options(params.count > index ? params[index] : .array([]))
+        summary.node = node ?? "-"
+        summary.action = action
+        return BootMediumRequest(caller: person.caller, node: node, action: action, filename: filename, options: options)
     }
 
     /// A dummy SHA-512-crypt hash: an unknown user costs what a wrong password does, so the
